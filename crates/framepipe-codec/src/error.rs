@@ -1,0 +1,283 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+/// Which part of a frame a truncated stream ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramePart {
+    /// The 4-byte length header.
+    Header,
+    /// The body announced by the header.
+    Body,
+}
+
+impl fmt::Display for FramePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FramePart::Header => "header",
+            FramePart::Body => "body",
+        })
+    }
+}
+
+/// Everything that can go wrong while framing, encoding or decoding (SPEC §4).
+///
+/// Decoding errors carry the frame's index (how many frames preceded it in the stream, counting
+/// skipped and rejected ones) and the byte offset of its header in the stream, so a log line can be
+/// matched against a capture.
+///
+/// Errors are either **frame-local** ([`is_frame_local`](Error::is_frame_local)): the offending frame
+/// has been consumed in full and decoding the next frame works normally; or **fatal**: the stream
+/// cannot be resynchronised and should be closed. Note that `tokio_util::codec::FramedRead` ends its
+/// stream after *any* decoder error; wrap the codec in [`Lenient`](crate::Lenient) to receive
+/// frame-local errors as items and keep reading.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A header announced more than `max_frame_length` bytes under [`OversizePolicy::Close`]
+    /// (SPEC §3.3). Fatal.
+    ///
+    /// [`OversizePolicy::Close`]: crate::OversizePolicy::Close
+    #[error(
+        "frame {frame} at byte {offset} announces {length} bytes, over max_frame_length {max}; \
+         closing the stream (raise max_frame_length, at most 4294967295, or use OversizePolicy::Skip)"
+    )]
+    FrameTooLarge {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+        /// Body length the header announced.
+        length: u64,
+        /// The decoder's `max_frame_length`.
+        max: u32,
+    },
+
+    /// A header announced more than `max_frame_length` bytes under [`OversizePolicy::Skip`]: the
+    /// body is being discarded as it arrives (SPEC §3.3). Frame-local.
+    ///
+    /// [`OversizePolicy::Skip`]: crate::OversizePolicy::Skip
+    #[error(
+        "frame {frame} at byte {offset} announces {length} bytes, over max_frame_length {max}; \
+         discarding its body and continuing (raise max_frame_length to accept such frames)"
+    )]
+    FrameSkipped {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+        /// Body length the header announced (and that will be discarded).
+        length: u64,
+        /// The decoder's `max_frame_length`.
+        max: u32,
+    },
+
+    /// The stream ended inside a frame's header or body (SPEC §3.4). Fatal.
+    #[error(
+        "stream ended inside frame {frame} at byte {offset}: got {received} of {expected} {part} \
+         bytes (the peer closed or was cut off mid-frame)"
+    )]
+    Truncated {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+        /// Whether the header or the body was cut short.
+        part: FramePart,
+        /// Bytes that part should have had.
+        expected: u64,
+        /// Bytes of that part that arrived.
+        received: u64,
+    },
+
+    /// Typed mode received a zero-length frame, which holds no JSON value (SPEC §3.2). Frame-local.
+    #[error(
+        "frame {frame} at byte {offset} is empty, which is not a JSON value \
+         (typed mode needs one JSON value per frame; use the raw codec to accept empty frames)"
+    )]
+    EmptyFrame {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+    },
+
+    /// Typed mode received a body that is not one well-formed UTF-8 JSON value: a syntax error,
+    /// invalid UTF-8, nesting deeper than 128, or trailing bytes after the value (SPEC §3.2).
+    /// Frame-local.
+    #[error("frame {frame} at byte {offset}: body of {length} bytes is not valid JSON: {source}")]
+    InvalidJson {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+        /// Body length.
+        length: u64,
+        /// Line of the error within the body, as serde_json reports it (1-based).
+        line: usize,
+        /// Column of the error within that line, as serde_json reports it (1-based).
+        column: usize,
+        /// serde_json's description.
+        source: serde_json::Error,
+    },
+
+    /// Typed mode received well-formed JSON that does not match the type being decoded (a missing
+    /// field, a string where a number was expected, …). Frame-local.
+    #[error(
+        "frame {frame} at byte {offset}: JSON body of {length} bytes does not match the expected \
+         type: {source}"
+    )]
+    UnexpectedJson {
+        /// Index of the frame in the stream.
+        frame: u64,
+        /// Byte offset of the frame's header in the stream.
+        offset: u64,
+        /// Body length.
+        length: u64,
+        /// Line of the mismatch within the body (1-based).
+        line: usize,
+        /// Column of the mismatch within that line (1-based).
+        column: usize,
+        /// serde_json's description.
+        source: serde_json::Error,
+    },
+
+    /// An encoder was asked to write a body over its `max_frame_length` (SPEC §1.4). Nothing was
+    /// written to the destination buffer.
+    #[error(
+        "cannot encode a body of {length} bytes: over max_frame_length {max} \
+         (raise max_frame_length, at most 4294967295; the receiving side must accept it too)"
+    )]
+    BodyTooLarge {
+        /// Length of the body that was refused.
+        length: u64,
+        /// The encoder's `max_frame_length`.
+        max: u32,
+    },
+
+    /// serde_json could not serialize the item (for example a map with non-string keys). Nothing was
+    /// written to the destination buffer.
+    #[error("cannot serialize the item as JSON: {0}")]
+    Serialize(#[source] serde_json::Error),
+
+    /// The underlying I/O failed. Produced by `FramedRead`/`FramedWrite`, never by the codecs.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    /// `true` if only the current frame was lost: its bytes have been consumed in full and the decoder
+    /// is ready for the next frame (SPEC §4.1).
+    pub fn is_frame_local(&self) -> bool {
+        matches!(
+            self,
+            Error::FrameSkipped { .. }
+                | Error::EmptyFrame { .. }
+                | Error::InvalidJson { .. }
+                | Error::UnexpectedJson { .. }
+        )
+    }
+
+    /// Index of the frame the error concerns, for decoding errors.
+    pub fn frame_index(&self) -> Option<u64> {
+        match *self {
+            Error::FrameTooLarge { frame, .. }
+            | Error::FrameSkipped { frame, .. }
+            | Error::Truncated { frame, .. }
+            | Error::EmptyFrame { frame, .. }
+            | Error::InvalidJson { frame, .. }
+            | Error::UnexpectedJson { frame, .. } => Some(frame),
+            Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
+        }
+    }
+
+    /// Byte offset in the stream of the header of the frame the error concerns, for decoding errors.
+    pub fn offset(&self) -> Option<u64> {
+        match *self {
+            Error::FrameTooLarge { offset, .. }
+            | Error::FrameSkipped { offset, .. }
+            | Error::Truncated { offset, .. }
+            | Error::EmptyFrame { offset, .. }
+            | Error::InvalidJson { offset, .. }
+            | Error::UnexpectedJson { offset, .. } => Some(offset),
+            Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// I/O errors are unwrapped; a truncated stream becomes [`io::ErrorKind::UnexpectedEof`];
+    /// encoder refusals become [`io::ErrorKind::InvalidInput`]; everything else the peer sent
+    /// becomes [`io::ErrorKind::InvalidData`]. The original error stays available as the source.
+    fn from(err: Error) -> io::Error {
+        let kind = match &err {
+            Error::Io(_) => {
+                let Error::Io(io) = err else { unreachable!() };
+                return io;
+            }
+            Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+            Error::BodyTooLarge { .. } | Error::Serialize(_) => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_conversion_keeps_kind_and_source() {
+        let trunc = Error::Truncated {
+            frame: 3,
+            offset: 99,
+            part: FramePart::Body,
+            expected: 10,
+            received: 4,
+        };
+        let io: io::Error = trunc.into();
+        assert_eq!(io.kind(), io::ErrorKind::UnexpectedEof);
+        let inner = io.get_ref().unwrap().downcast_ref::<Error>().unwrap();
+        assert_eq!(inner.frame_index(), Some(3));
+        assert_eq!(inner.offset(), Some(99));
+
+        let original = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let io: io::Error = Error::Io(original).into();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionReset);
+
+        let io: io::Error = Error::BodyTooLarge { length: 5, max: 4 }.into();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+        let io: io::Error = Error::EmptyFrame {
+            frame: 0,
+            offset: 0,
+        }
+        .into();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn messages_name_the_setting_to_change() {
+        let e = Error::FrameTooLarge {
+            frame: 7,
+            offset: 1234,
+            length: 20_971_520,
+            max: 16_777_216,
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("frame 7 at byte 1234"), "{msg}");
+        assert!(msg.contains("20971520"), "{msg}");
+        assert!(msg.contains("max_frame_length 16777216"), "{msg}");
+        assert!(msg.contains("raise max_frame_length"), "{msg}");
+        assert!(!e.is_frame_local());
+        let e = Error::FrameSkipped {
+            frame: 7,
+            offset: 1234,
+            length: 20_971_520,
+            max: 16_777_216,
+        };
+        assert!(e.is_frame_local());
+        assert!(e.to_string().contains("discarding"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The typed codec: one JSON value per frame, through serde_json.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::frame_decoder::{FrameDecoder, FrameMeta};
+use crate::frame_encoder::FrameEncoder;
+use crate::{Builder, Error};
+
+/// Decodes frames into `T: DeserializeOwned` and encodes any `Serialize` item as a frame (SPEC §1.2).
+///
+/// The body of each frame is exactly one UTF-8 JSON value (RFC 8259); whitespace around it is allowed,
+/// anything else after it is an error. Encoding writes compact JSON, which for a struct whose fields
+/// are declared in the same order is byte-identical to JavaScript's `JSON.stringify`.
+///
+/// # Costs
+/// - **Decoding** parses the body where it lies in the read buffer: no copy of the body, and only the
+///   allocations `T`'s `Deserialize` makes. JSON nesting deeper than 128 levels is rejected (serde_json's
+///   recursion limit) instead of overflowing the stack.
+/// - **Encoding** serializes straight into the destination buffer behind a 4-byte placeholder and then
+///   patches the length in: no intermediate `Vec`, no second copy. If serialization fails or the body
+///   exceeds `max_frame_length`, the buffer is restored and nothing is written.
+///
+/// # Errors
+/// A body that is empty, not valid JSON, or the wrong shape for `T` gives a frame-local error
+/// ([`Error::is_frame_local`]): the frame has been consumed and the next `decode` continues with the
+/// next frame. `FramedRead` ends its stream after any error; wrap the codec in
+/// [`Lenient`](crate::Lenient) to keep reading after frame-local ones.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use framepipe_codec::JsonCodec;
+/// use serde::{Deserialize, Serialize};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Point { x: i32, y: i32 }
+///
+/// let mut codec = JsonCodec::<Vec<Point>>::new();
+/// let mut buf = BytesMut::new();
+/// codec.encode(&vec![Point { x: 1, y: 2 }], &mut buf).unwrap();
+/// assert_eq!(&buf[..], b"\x00\x00\x00\x0f[{\"x\":1,\"y\":2}]");
+/// assert_eq!(codec.decode(&mut buf).unwrap(), Some(vec![Point { x: 1, y: 2 }]));
+/// ```
+pub struct JsonCodec<T> {
+    decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    // `fn() -> T`: the codec owns no `T`, so it is Send + Sync whatever `T` is.
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for JsonCodec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonCodec")
+            .field("item", &std::any::type_name::<T>())
+            .field("decoder", &self.decoder)
+            .field("encoder", &self.encoder)
+            .finish()
+    }
+}
+
+impl<T> Clone for JsonCodec<T> {
+    fn clone(&self) -> Self {
+        JsonCodec {
+            decoder: self.decoder.clone(),
+            encoder: self.encoder.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T> Default for JsonCodec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> JsonCodec<T> {
+    /// A typed codec with every default (SPEC §2).
+    pub fn new() -> Self {
+        Self::with_config(Builder::default())
+    }
+
+    /// A [`Builder`] for non-default limits.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn with_config(config: Builder) -> Self {
+        JsonCodec {
+            decoder: FrameDecoder::new(config),
+            encoder: FrameEncoder::new(config),
+            _item: PhantomData,
+        }
+    }
+
+    /// The settings this codec was built with.
+    pub fn config(&self) -> &Builder {
+        self.decoder.config()
+    }
+
+    /// Frames the decoder has seen so far (delivered, skipped or rejected).
+    pub fn frames_decoded(&self) -> u64 {
+        self.decoder.frames_seen()
+    }
+
+    /// Bytes of the input stream the decoder has consumed so far.
+    pub fn bytes_decoded(&self) -> u64 {
+        self.decoder.bytes_consumed()
+    }
+}
+
+/// Maps a serde_json failure on a frame body to the crate's error, keeping line and column.
+fn body_error(meta: FrameMeta, source: serde_json::Error) -> Error {
+    let (frame, offset, length) = (meta.index, meta.offset, meta.len as u64);
+    let (line, column) = (source.line(), source.column());
+    match source.classify() {
+        serde_json::error::Category::Data => Error::UnexpectedJson {
+            frame,
+            offset,
+            length,
+            line,
+            column,
+            source,
+        },
+        // Syntax, premature end of the value inside the body, or (impossible for a slice) I/O.
+        _ => Error::InvalidJson {
+            frame,
+            offset,
+            length,
+            line,
+            column,
+            source,
+        },
+    }
+}
+
+impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
+    type Item = T;
+    type Error = Error;
+
+    /// Returns the next value, `Ok(None)` if more bytes are needed, or an error (SPEC §3, §4).
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<T>, Error> {
+        let Some(meta) = self.decoder.poll_body(src)? else {
+            return Ok(None);
+        };
+        // SPEC §3.2: parse in place, then consume the body whatever the outcome, so an invalid
+        // body costs only its own frame.
+        let parsed = if meta.len == 0 {
+            Err(Error::EmptyFrame {
+                frame: meta.index,
+                offset: meta.offset,
+            })
+        } else {
+            serde_json::from_slice(&src[..meta.len]).map_err(|e| body_error(meta, e))
+        };
+        src.advance(meta.len);
+        self.decoder.finish(src, meta);
+        parsed.map(Some)
+    }
+
+    /// Like `decode`, and at end of stream reports [`Error::Truncated`] if it ended mid-frame.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<T>, Error> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None => self.decoder.check_eof(src).map(|()| None),
+        }
+    }
+}
+
+impl<T, I: Serialize> Encoder<I> for JsonCodec<T> {
+    type Error = Error;
+
+    /// Serializes `item` as compact JSON straight into `dst`, behind its header (SPEC §1.4).
+    ///
+    /// Writes nothing and fails with [`Error::Serialize`] or [`Error::BodyTooLarge`] if the item
+    /// cannot be serialized or its JSON exceeds `max_frame_length`. The JSON is written before its
+    /// length is known, so a too-large item briefly occupies its full size in `dst`.
+    fn encode(&mut self, item: I, dst: &mut BytesMut) -> Result<(), Error> {
+        self.encoder.encode_with(dst, |dst| {
+            serde_json::to_writer(dst.writer(), &item).map_err(Error::Serialize)
+        })
+    }
+}
