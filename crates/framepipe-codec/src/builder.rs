@@ -15,7 +15,7 @@ use crate::{JsonCodec, OversizePolicy, RawCodec};
 ///     .max_frame_length(64 * 1024 * 1024)
 ///     .oversize_policy(OversizePolicy::Skip)
 ///     .raw_codec();
-/// assert_eq!(codec.config().max_frame_length(), 64 * 1024 * 1024);
+/// assert_eq!(codec.config().get_max_frame_length(), 64 * 1024 * 1024);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Builder {
