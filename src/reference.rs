@@ -62,15 +62,3 @@ impl Record {
 pub fn reference_batch(n: usize) -> Vec<Record> {
     vec![Record::reference(); n]
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_batch_serializes_to_the_reference_frame_body() {
-        let body = serde_json::to_vec(&reference_batch(RECORDS_PER_FRAME)).unwrap();
-        let frame = include_bytes!("../fixtures/seed-frame-50.bin");
-        assert!(body[..] == frame[4..]);
-    }
-}
