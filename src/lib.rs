@@ -4,6 +4,7 @@
 //! and benchmarks:
 //!
 //! - [`codec`]: the wire format (SPEC.md §1–§4) as `tokio_util` codecs, raw and typed.
+//! - [`flow`]: byte-budgeted bounded queues and per-stage memory gauges (SPEC.md §5).
 //! - [`reference`](mod@reference): the reference record and batch used by demos, tests and benchmarks.
 //!
 //! See `README.md` to run the tests, and `SPEC.md` for the normative wire format.
@@ -15,6 +16,7 @@
 )]
 
 pub use framepipe_codec as codec;
+pub use framepipe_flow as flow;
 
 pub mod reference;
 

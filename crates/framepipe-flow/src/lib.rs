@@ -1,0 +1,30 @@
+//! Flow accounting for framepipe: byte-budgeted bounded queues and per-stage memory gauges.
+//!
+//! Every stage of a framepipe pipeline is joined to the next by a [`queue`] bounded in **bytes** as
+//! well as items (a one-item queue of 1 GiB frames is not bounded), and reports what it holds through a
+//! [`StageGauge`]. When a downstream stage is slow its queue fills, the upstream `send` waits, and
+//! memory stays flat; the gauges show where the bytes are and how long producers waited.
+//!
+//! ```
+//! use framepipe_flow::{queue, StageGauge};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let limits = queue::QueueLimits::default().max_bytes(1000);
+//! let (tx, mut rx) = queue::channel(limits, StageGauge::new("encoded"));
+//! tx.send(vec![0u8; 600], 600).await.unwrap();
+//! assert_eq!(tx.gauge().snapshot().bytes, 600);
+//! assert_eq!(rx.recv().await.unwrap().len(), 600);
+//! assert_eq!(rx.gauge().snapshot().bytes, 0);
+//! # });
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod gauge;
+pub mod queue;
+
+pub use gauge::{StageGauge, StageSnapshot};
