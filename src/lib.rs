@@ -4,7 +4,11 @@
 //! and benchmarks:
 //!
 //! - [`codec`]: the wire format (SPEC.md §1–§4) as `tokio_util` codecs, raw and typed.
-//! - [`flow`]: byte-budgeted bounded queues and per-stage memory gauges (SPEC.md §5).
+//! - [`flow`]: byte-budgeted bounded queues, per-stage memory gauges, socket queue and RSS probes,
+//!   socket options (SPEC.md §5).
+//! - [`producer`]: any `Stream` of payloads to frames on a TCP connection (SPEC.md §6).
+//! - [`consumer`]: accepts connections and feeds frames to a handler, optionally slowed down
+//!   (SPEC.md §7).
 //! - [`reference`](mod@reference): the reference record and batch used by demos, tests and benchmarks.
 //!
 //! See `README.md` to run the tests, and `SPEC.md` for the normative wire format.
@@ -16,9 +20,10 @@
 )]
 
 pub use framepipe_codec as codec;
+pub use framepipe_consumer as consumer;
 pub use framepipe_flow as flow;
-
-pub mod reference;
+pub use framepipe_producer as producer;
+pub use framepipe_producer::reference;
 
 /// The code blocks of `README.md`, compiled and run as doctests so the README cannot rot.
 #[doc = include_str!("../README.md")]

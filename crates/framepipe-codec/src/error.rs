@@ -179,6 +179,23 @@ impl Error {
         )
     }
 
+    /// A short stable name for the kind of error, as used in a rejection [`Notice`](crate::Notice)
+    /// (SPEC §6.3): `frame_too_large`, `frame_skipped`, `truncated`, `empty_frame`, `invalid_json`,
+    /// `unexpected_json`, `body_too_large`, `serialize` or `io`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::FrameTooLarge { .. } => "frame_too_large",
+            Error::FrameSkipped { .. } => "frame_skipped",
+            Error::Truncated { .. } => "truncated",
+            Error::EmptyFrame { .. } => "empty_frame",
+            Error::InvalidJson { .. } => "invalid_json",
+            Error::UnexpectedJson { .. } => "unexpected_json",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::Serialize(_) => "serialize",
+            Error::Io(_) => "io",
+        }
+    }
+
     /// Index of the frame the error concerns, for decoding errors.
     pub fn frame_index(&self) -> Option<u64> {
         match *self {

@@ -140,6 +140,48 @@ fn body_error(meta: FrameMeta, source: serde_json::Error) -> Error {
     }
 }
 
+/// Parses one frame body exactly as [`JsonCodec`] does (SPEC §1.2, §3.2), for code that splits frames
+/// with [`RawCodec`](crate::RawCodec) and parses them later (the framepipe consumer parses after its
+/// queue, so the queue holds wire bytes).
+///
+/// `frame` (0-based index) and `offset` (byte offset of the frame's header in its stream) only label
+/// the error. After `RawCodec::decode` returns a body of `len` bytes, they are
+/// `frames_decoded() - 1` and `bytes_decoded() - 4 - len`.
+///
+/// ```
+/// use framepipe_codec::{parse_json_body, Error};
+///
+/// let v: Vec<u32> = parse_json_body(b"[1,2]", 0, 0)?;
+/// assert_eq!(v, [1, 2]);
+/// let err = parse_json_body::<Vec<u32>>(b"[1,", 3, 120).unwrap_err();
+/// assert!(matches!(err, Error::InvalidJson { frame: 3, offset: 120, .. }));
+/// # Ok::<(), Error>(())
+/// ```
+pub fn parse_json_body<T: DeserializeOwned>(
+    body: &[u8],
+    frame: u64,
+    offset: u64,
+) -> Result<T, Error> {
+    parse_body(
+        body,
+        FrameMeta {
+            index: frame,
+            offset,
+            len: body.len(),
+        },
+    )
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8], meta: FrameMeta) -> Result<T, Error> {
+    if body.is_empty() {
+        return Err(Error::EmptyFrame {
+            frame: meta.index,
+            offset: meta.offset,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| body_error(meta, e))
+}
+
 impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
     type Item = T;
     type Error = Error;
@@ -151,14 +193,7 @@ impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
         };
         // SPEC §3.2: parse in place, then consume the body whatever the outcome, so an invalid
         // body costs only its own frame.
-        let parsed = if meta.len == 0 {
-            Err(Error::EmptyFrame {
-                frame: meta.index,
-                offset: meta.offset,
-            })
-        } else {
-            serde_json::from_slice(&src[..meta.len]).map_err(|e| body_error(meta, e))
-        };
+        let parsed = parse_body(&src[..meta.len], meta);
         src.advance(meta.len);
         self.decoder.finish(src, meta);
         parsed.map(Some)

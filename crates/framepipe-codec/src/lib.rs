@@ -57,13 +57,15 @@ mod frame_encoder;
 mod json;
 mod lenient;
 pub mod limits;
+mod notice;
 mod policy;
 mod raw;
 
 pub use builder::Builder;
 pub use error::{Error, FramePart};
 pub use frame_encoder::frame_header;
-pub use json::JsonCodec;
+pub use json::{parse_json_body, JsonCodec};
 pub use lenient::Lenient;
+pub use notice::{Notice, MAX_NOTICE_LENGTH};
 pub use policy::OversizePolicy;
 pub use raw::RawCodec;

@@ -66,6 +66,17 @@ impl StageGauge {
         self.inner.items.fetch_sub(1, Relaxed);
     }
 
+    /// Records a stage that holds bytes but not discrete items (a read buffer) growing by `bytes`.
+    pub fn grow(&self, bytes: usize) {
+        let now = self.inner.bytes.fetch_add(bytes, Relaxed) + bytes;
+        self.inner.peak_bytes.fetch_max(now, Relaxed);
+    }
+
+    /// The opposite of [`StageGauge::grow`].
+    pub fn shrink(&self, bytes: usize) {
+        self.inner.bytes.fetch_sub(bytes, Relaxed);
+    }
+
     /// Adds time a producer spent waiting for room.
     pub fn add_blocked(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);

@@ -5,6 +5,10 @@
 //! [`StageGauge`]. When a downstream stage is slow its queue fills, the upstream `send` waits, and
 //! memory stays flat; the gauges show where the bytes are and how long producers waited.
 //!
+//! The kernel's socket queues are stages too: [`SocketSet`] sums them ([`probe`] reads them), and a
+//! [`Monitor`] puts every stage, the sockets and the process's RSS into one [`FlowSnapshot`].
+//! [`socket`] holds the TCP options both ends apply.
+//!
 //! ```
 //! use framepipe_flow::{queue, StageGauge};
 //!
@@ -25,6 +29,12 @@
 )]
 
 mod gauge;
+pub mod probe;
 pub mod queue;
+mod snapshot;
+pub mod socket;
+mod sockets;
 
 pub use gauge::{StageGauge, StageSnapshot};
+pub use snapshot::{FlowSnapshot, Monitor};
+pub use sockets::{SocketQueues, SocketSet};

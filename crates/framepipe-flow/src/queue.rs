@@ -202,9 +202,32 @@ impl<T> Receiver<T> {
     /// empty.
     pub async fn recv(&mut self) -> Option<T> {
         let entry = self.rx.recv().await?;
+        Some(self.release(entry))
+    }
+
+    /// Polls for the next item, for use inside a `Stream` implementation. Same semantics as
+    /// [`Receiver::recv`].
+    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        match self.rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(entry)) => {
+                std::task::Poll::Ready(Some(self.release(entry)))
+            }
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    /// The next item if one is queued now; never waits. `None` if the queue is empty (or closed and
+    /// empty).
+    pub fn try_recv(&mut self) -> Option<T> {
+        let entry = self.rx.try_recv().ok()?;
+        Some(self.release(entry))
+    }
+
+    fn release(&mut self, entry: Entry<T>) -> T {
         self.budget.add_permits(entry.permits as usize);
         self.gauge.remove(entry.bytes);
-        Some(entry.item)
+        entry.item
     }
 
     /// The gauge this queue reports into.
@@ -262,6 +285,21 @@ mod tests {
         assert_eq!(rx.recv().await, Some(0));
         fourth.await.unwrap();
         assert_eq!(tx.gauge().snapshot().peak_bytes, 900);
+    }
+
+    #[tokio::test]
+    async fn try_recv_takes_what_is_queued_without_waiting() {
+        let (tx, mut rx) = queue(1000, 8);
+        assert_eq!(rx.try_recv(), None);
+        tx.send(1, 400).await.unwrap();
+        tx.send(2, 400).await.unwrap();
+        assert_eq!(rx.try_recv(), Some(1));
+        assert_eq!(rx.gauge().snapshot().bytes, 400);
+        // Its bytes went back to the budget: 600 fit again.
+        tx.send(3, 600).now_or_never().expect("room").unwrap();
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(rx.try_recv(), Some(3));
+        assert_eq!(rx.try_recv(), None);
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@ use tokio_util::codec::Decoder;
 pub const SEED_FRAME_1: &[u8] = include_bytes!("../../../../fixtures/seed-frame-1.bin");
 /// `seed-frame-50.bin`: the reference frame, 50 copies of the record.
 pub const SEED_FRAME_50: &[u8] = include_bytes!("../../../../fixtures/seed-frame-50.bin");
-/// The reference record type, compiled from the root crate's own source so there is one definition.
-#[path = "../../../../src/reference.rs"]
+/// The reference record type, compiled from the producer crate's own source so there is one definition.
+#[path = "../../../framepipe-producer/src/reference.rs"]
 mod reference;
 pub use reference::{reference_batch as batch, Record};
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The reference record as pretty-printed JSON, embedded at build time.
-pub const SAMPLE_RECORD_JSON: &str = include_str!("../fixtures/sample-record.json");
+pub const SAMPLE_RECORD_JSON: &str = include_str!("../../../fixtures/sample-record.json");
 
 /// Records per frame in the reference workload.
 pub const RECORDS_PER_FRAME: usize = 50;

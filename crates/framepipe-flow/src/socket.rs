@@ -1,0 +1,254 @@
+//! TCP socket options as documented settings, and the connect/bind helpers that apply them (SPEC §5.2).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
+
+/// Default requested send buffer: 256 KiB (SPEC §5.2).
+pub const DEFAULT_SEND_BUFFER: u32 = 256 * 1024;
+/// Default requested receive buffer: 256 KiB (SPEC §5.2).
+pub const DEFAULT_RECV_BUFFER: u32 = 256 * 1024;
+/// Default keepalive idle time: 60 s (SPEC §5.2).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Listen backlog used by [`bind`].
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Options applied to every framepipe TCP socket. `Default` gives the values of SPEC §5.2.
+///
+/// Small kernel buffers are the default on purpose: the kernel's socket queues are a stage of the
+/// pipeline like any other, and with Linux autotuning they may grow to several megabytes per
+/// connection (`net.ipv4.tcp_wmem`/`tcp_rmem`), hiding backpressure and memory the process does not
+/// see in its RSS. With 256 KiB requested (Linux doubles a requested size for its bookkeeping), a slow
+/// consumer stops the producer after well under a megabyte of kernel buffering, and loopback
+/// throughput is unaffected at the reference frame size (BENCHMARKS in README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOptions {
+    send_buffer: Option<u32>,
+    recv_buffer: Option<u32>,
+    nodelay: bool,
+    keepalive: Option<Duration>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            send_buffer: Some(DEFAULT_SEND_BUFFER),
+            recv_buffer: Some(DEFAULT_RECV_BUFFER),
+            nodelay: true,
+            keepalive: Some(DEFAULT_KEEPALIVE),
+        }
+    }
+}
+
+impl SocketOptions {
+    /// `SO_SNDBUF` to request, in bytes (default 256 KiB); `None` leaves the kernel's autotuning on.
+    ///
+    /// Bounds the bytes written but not yet acknowledged by the peer (the kernel doubles the request).
+    pub fn send_buffer(mut self, bytes: Option<u32>) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// `SO_RCVBUF` to request, in bytes (default 256 KiB); `None` leaves the kernel's autotuning on.
+    ///
+    /// Bounds the bytes received but not yet read, and so the TCP window offered to the peer. Set
+    /// before `connect`/`listen`, so the window scale is chosen to match.
+    pub fn recv_buffer(mut self, bytes: Option<u32>) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// `TCP_NODELAY` (default on). framepipe writes whole frames and coalesces small ones itself, so
+    /// Nagle's algorithm would only add latency to the last frame of a burst.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// TCP keepalive idle time (default 60 s); `None` turns keepalive off. Detects a peer that
+    /// vanished without closing while this side only reads (a consumer) or is blocked writing.
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// The requested send buffer.
+    pub fn get_send_buffer(&self) -> Option<u32> {
+        self.send_buffer
+    }
+
+    /// The requested receive buffer.
+    pub fn get_recv_buffer(&self) -> Option<u32> {
+        self.recv_buffer
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn get_nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// The keepalive idle time.
+    pub fn get_keepalive(&self) -> Option<Duration> {
+        self.keepalive
+    }
+
+    fn apply_buffers(&self, socket: &TcpSocket) -> io::Result<()> {
+        if let Some(bytes) = self.send_buffer {
+            socket.set_send_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = self.recv_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the per-connection options (`TCP_NODELAY`, keepalive) to a connected stream. [`connect`]
+    /// does this itself; call it on streams from [`TcpListener::accept`] (buffer sizes are inherited
+    /// from a listener made by [`bind`]).
+    pub fn apply_connected(&self, stream: &TcpStream) -> io::Result<()> {
+        stream.set_nodelay(self.nodelay)?;
+        let sock = SockRef::from(stream);
+        match self.keepalive {
+            Some(idle) => sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?,
+            None => sock.set_keepalive(false)?,
+        }
+        Ok(())
+    }
+}
+
+/// What the kernel actually granted for a socket's buffers, in bytes (Linux reports double the
+/// request: half is its bookkeeping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BufferSizes {
+    /// `SO_SNDBUF` as read back.
+    pub send: usize,
+    /// `SO_RCVBUF` as read back.
+    pub recv: usize,
+}
+
+/// Reads back the buffer sizes the kernel granted to `stream`.
+pub fn buffer_sizes(stream: &TcpStream) -> io::Result<BufferSizes> {
+    let sock = SockRef::from(stream);
+    Ok(BufferSizes {
+        send: sock.send_buffer_size()?,
+        recv: sock.recv_buffer_size()?,
+    })
+}
+
+/// Resolves `addr` and connects to the first address that accepts, with `options` applied (buffer
+/// sizes before connecting, so the window scale matches).
+///
+/// Waits for name resolution and the TCP handshake. The error names every address tried.
+pub async fn connect(addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<TcpStream> {
+    let mut last_err = None;
+    let mut tried = Vec::new();
+    for target in lookup_host(addr).await? {
+        tried.push(target);
+        match connect_one(target, options).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(match last_err {
+        Some(e) => io::Error::new(e.kind(), format!("connecting to {}: {e}", list(&tried))),
+        None => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        ),
+    })
+}
+
+async fn connect_one(target: SocketAddr, options: &SocketOptions) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    options.apply_buffers(&socket)?;
+    let stream = socket.connect(target).await?;
+    options.apply_connected(&stream)?;
+    Ok(stream)
+}
+
+/// Binds a listener on `addr` (the first address it resolves to) with `options`' buffer sizes, which
+/// accepted connections inherit, and `SO_REUSEADDR` so a restarted consumer can bind at once.
+pub async fn bind(addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<TcpListener> {
+    let target = lookup_host(addr).await?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    })?;
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    options.apply_buffers(&socket)?;
+    socket
+        .bind(target)
+        .map_err(|e| io::Error::new(e.kind(), format!("binding {target}: {e}")))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn buffers_are_applied_and_inherited_by_accepted_sockets() {
+        let opts = SocketOptions::default()
+            .send_buffer(Some(64 * 1024))
+            .recv_buffer(Some(96 * 1024));
+        let listener = bind("127.0.0.1:0", &opts).await.unwrap();
+        let client = connect(listener.local_addr().unwrap(), &opts)
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        opts.apply_connected(&server).unwrap();
+        for stream in [&client, &server] {
+            let sizes = buffer_sizes(stream).unwrap();
+            // Linux doubles the request; other systems grant it as is.
+            assert!(
+                sizes.send >= 64 * 1024 && sizes.send <= 2 * 64 * 1024,
+                "{sizes:?}"
+            );
+            assert!(
+                sizes.recv >= 96 * 1024 && sizes.recv <= 2 * 96 * 1024,
+                "{sizes:?}"
+            );
+            assert!(stream.nodelay().unwrap());
+            assert!(SockRef::from(stream).keepalive().unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_address() {
+        // Bind and drop to find a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = connect(("127.0.0.1", port), &SocketOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+}

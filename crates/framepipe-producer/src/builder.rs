@@ -1,0 +1,176 @@
+//! Producer settings, every one with its default and the memory it bounds (SPEC §6.1).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use framepipe_codec::limits::DEFAULT_MAX_FRAME_LENGTH;
+use framepipe_flow::queue::QueueLimits;
+use framepipe_flow::socket::{self, SocketOptions};
+use framepipe_flow::SocketSet;
+use tokio::net::ToSocketAddrs;
+
+use crate::{Connection, Error};
+
+/// Default most bytes gathered into one vectored write: 256 KiB (SPEC §6.1).
+pub const DEFAULT_WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Default time to wait, after the last frame, for the consumer to close its end: 30 s (SPEC §6.2).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default interval at which the stages are sampled for the in-flight peak: 10 ms (SPEC §5.3).
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Settings for producer connections. `Default` gives the values of SPEC §6.1.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), framepipe_producer::Error> {
+/// use framepipe_producer::Producer;
+///
+/// let conn = Producer::builder()
+///     .budget(8 * 1024 * 1024)
+///     .connect("127.0.0.1:7000")
+///     .await?;
+/// let report = conn.send_json(futures::stream::iter(vec![vec![1, 2, 3]; 10])).await?;
+/// println!("{} frames", report.snapshot.frames_written);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Builder {
+    pub(crate) queue: QueueLimits,
+    pub(crate) max_frame_length: u32,
+    pub(crate) write_batch_bytes: usize,
+    pub(crate) socket: SocketOptions,
+    pub(crate) close_timeout: Duration,
+    pub(crate) sample_interval: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            queue: QueueLimits::default(),
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            write_batch_bytes: DEFAULT_WRITE_BATCH_BYTES,
+            socket: SocketOptions::default(),
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
+        }
+    }
+}
+
+impl Builder {
+    /// Settings with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Byte budget of the queue between the encoder and the writer (default 4 MiB).
+    ///
+    /// The memory it bounds: encoded frames waiting to be written. When it is full the source stream
+    /// is not polled. A frame larger than the budget travels alone (SPEC §5.1).
+    pub fn budget(&mut self, bytes: usize) -> &mut Self {
+        self.queue = self.queue.max_bytes(bytes);
+        self
+    }
+
+    /// Both limits of the queue between the encoder and the writer (default 4 MiB and 1,024 frames).
+    pub fn queue_limits(&mut self, limits: QueueLimits) -> &mut Self {
+        self.queue = limits;
+        self
+    }
+
+    /// Largest frame body this producer sends (default 16 MiB, at most 4 GiB − 1).
+    ///
+    /// A payload whose body is longer fails with [`Error::Encode`] before anything of it is written.
+    /// Set it to the consumer's limit to find out before the consumer does.
+    pub fn max_frame_length(&mut self, bytes: u32) -> &mut Self {
+        self.max_frame_length = bytes;
+        self
+    }
+
+    /// Most bytes the writer gathers into one vectored write (default 256 KiB; at least 1).
+    ///
+    /// The memory it bounds: frames taken from the queue and not yet written (one frame, if a frame
+    /// is larger). Larger batches mean fewer system calls when frames are small.
+    pub fn write_batch_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.write_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// TCP options (default: [`SocketOptions::default`], 256 KiB send and receive buffers,
+    /// `TCP_NODELAY`, 60 s keepalive).
+    pub fn socket_options(&mut self, options: SocketOptions) -> &mut Self {
+        self.socket = options;
+        self
+    }
+
+    /// How long to wait after the last frame for the consumer to close its end, which confirms it
+    /// read everything (default 30 s). On timeout the report says `confirmed: false`.
+    pub fn close_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How often the stages are sampled for the in-flight peak (default 10 ms).
+    pub fn sample_interval(&mut self, interval: Duration) -> &mut Self {
+        self.sample_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The queue limits.
+    pub fn get_queue_limits(&self) -> QueueLimits {
+        self.queue
+    }
+
+    /// The frame length limit.
+    pub fn get_max_frame_length(&self) -> u32 {
+        self.max_frame_length
+    }
+
+    /// The write batch size.
+    pub fn get_write_batch_bytes(&self) -> usize {
+        self.write_batch_bytes
+    }
+
+    /// The socket options.
+    pub fn get_socket_options(&self) -> SocketOptions {
+        self.socket
+    }
+
+    /// Connects to `addr` with these settings.
+    ///
+    /// Waits for name resolution and the TCP handshake; fails with [`Error::Connect`].
+    pub async fn connect<A>(&self, addr: A) -> Result<Connection, Error>
+    where
+        A: ToSocketAddrs + fmt::Display,
+    {
+        let shown = addr.to_string();
+        let stream = socket::connect(addr, &self.socket)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: shown,
+                source,
+            })?;
+        let stream = Arc::new(stream);
+        let sockets = SocketSet::new();
+        sockets.register(&stream);
+        Ok(Connection::new(stream, *self, sockets))
+    }
+}
+
+/// Entry point: `Producer::builder()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Producer;
+
+impl Producer {
+    /// Settings with every default; finish with [`Builder::connect`].
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Connects with every default.
+    pub async fn connect<A>(addr: A) -> Result<Connection, Error>
+    where
+        A: ToSocketAddrs + fmt::Display,
+    {
+        Builder::default().connect(addr).await
+    }
+}
