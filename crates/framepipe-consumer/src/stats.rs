@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use framepipe_flow::{FlowSnapshot, Monitor, SocketSet, StageGauge};
@@ -30,6 +30,8 @@ struct Inner {
     bytes_handled: AtomicU64,
     errors: AtomicU64,
     slowed_nanos: AtomicU64,
+    first_accept: OnceLock<Instant>,
+    last_close: Mutex<Option<Instant>>,
     reading: StageGauge,
     queue: StageGauge,
     handling: StageGauge,
@@ -41,6 +43,9 @@ struct Inner {
 pub struct Snapshot {
     /// Seconds since the consumer started listening.
     pub secs: f64,
+    /// Seconds from the first connection accepted until the last one closed (or until now while any
+    /// is open): the time the throughput figures are measured over.
+    pub busy_secs: f64,
     /// Connections accepted so far.
     pub connections_accepted: u64,
     /// Connections open now.
@@ -82,6 +87,8 @@ impl Stats {
                 bytes_handled: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 slowed_nanos: AtomicU64::new(0),
+                first_accept: OnceLock::new(),
+                last_close: Mutex::new(None),
                 reading,
                 queue,
                 handling,
@@ -94,10 +101,19 @@ impl Stats {
     /// reads), and updates the in-flight peak.
     pub fn snapshot(&self) -> Snapshot {
         let i = &self.inner;
+        let open = i.connections_open.load(Relaxed);
+        let busy_secs = i.first_accept.get().map_or(0.0, |first| {
+            let end = match *i.last_close.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(last) if open == 0 => last,
+                _ => Instant::now(),
+            };
+            end.saturating_duration_since(*first).as_secs_f64()
+        });
         Snapshot {
             secs: i.started.elapsed().as_secs_f64(),
+            busy_secs,
             connections_accepted: i.connections_accepted.load(Relaxed),
-            connections_open: i.connections_open.load(Relaxed),
+            connections_open: open,
             frames_read: i.frames_read.load(Relaxed),
             bytes_read: i.bytes_read.load(Relaxed),
             frames_handled: i.frames_handled.load(Relaxed),
@@ -135,11 +151,17 @@ impl Stats {
     }
 
     pub(crate) fn connection_opened(&self) {
+        self.inner.first_accept.get_or_init(Instant::now);
         self.inner.connections_accepted.fetch_add(1, Relaxed);
         self.inner.connections_open.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn connection_closed(&self) {
+        *self
+            .inner
+            .last_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.inner.connections_open.fetch_sub(1, Relaxed);
     }
 

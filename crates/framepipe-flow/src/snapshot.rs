@@ -18,6 +18,10 @@ pub struct FlowSnapshot {
     pub in_flight_bytes: usize,
     /// The most in-flight bytes seen by any sample so far.
     pub peak_in_flight_bytes: usize,
+    /// The largest socket send queue total seen by any sample so far.
+    pub peak_send_queue_bytes: usize,
+    /// The largest socket receive queue total seen by any sample so far.
+    pub peak_recv_queue_bytes: usize,
     /// Resident memory of the process now; `None` where it cannot be read.
     pub rss_bytes: Option<u64>,
     /// Peak resident memory of the process so far (kept by the kernel); `None` where unavailable.
@@ -39,6 +43,8 @@ struct Inner {
     stages: Vec<StageGauge>,
     sockets: SocketSet,
     peak_in_flight: AtomicUsize,
+    peak_send: AtomicUsize,
+    peak_recv: AtomicUsize,
 }
 
 impl Monitor {
@@ -49,6 +55,8 @@ impl Monitor {
                 stages,
                 sockets,
                 peak_in_flight: AtomicUsize::new(0),
+                peak_send: AtomicUsize::new(0),
+                peak_recv: AtomicUsize::new(0),
             }),
         }
     }
@@ -64,11 +72,17 @@ impl Monitor {
             .inner
             .peak_in_flight
             .fetch_max(in_flight_bytes, Relaxed);
+        let send = sockets.send_queue_bytes.unwrap_or(0);
+        let recv = sockets.recv_queue_bytes.unwrap_or(0);
+        let peak_send = self.inner.peak_send.fetch_max(send, Relaxed).max(send);
+        let peak_recv = self.inner.peak_recv.fetch_max(recv, Relaxed).max(recv);
         FlowSnapshot {
             stages,
             sockets,
             in_flight_bytes,
             peak_in_flight_bytes: peak.max(in_flight_bytes),
+            peak_send_queue_bytes: peak_send,
+            peak_recv_queue_bytes: peak_recv,
             rss_bytes: probe::rss_bytes().ok(),
             peak_rss_bytes: probe::peak_rss_bytes().ok(),
         }

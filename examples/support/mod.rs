@@ -1,0 +1,284 @@
+//! Shared by the `producer`, `consumer` and `demo` examples: logging, the periodic stats line, the
+//! progress bar, size parsing and the end-of-run summaries.
+#![allow(dead_code, unreachable_pub)] // each example uses part of this module; `pub` is for the examples
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use framepipe::flow::{FlowSnapshot, StageSnapshot};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Parses a byte count: `4194304`, `4MiB`, `4M`, `512KiB`, `1GiB` (K/M/G are binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (examples: 4194304, 4MiB, 512KiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses a duration in seconds, with an optional `ms`/`s` suffix: `1`, `0.5`, `250ms`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(ms) = t.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else {
+        (t.strip_suffix('s').unwrap_or(t), 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 1, 0.5s, 250ms)"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `12.3 MB` style, decimal units (as MB/s figures are).
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `4.0 MiB` style, for budgets and memory.
+pub fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, `None` otherwise.
+pub fn progress_bar(total: Option<u64>) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} frames {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{elapsed_precise} {spinner} {pos} frames {msg}")
+                .expect("valid template"),
+        ),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Writes log lines above the progress bar (if any) instead of through it.
+#[derive(Clone)]
+pub struct LogWriter(pub Option<ProgressBar>);
+
+pub struct LogLine(Option<ProgressBar>, Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.1);
+        match &self.0 {
+            Some(bar) => bar.suspend(|| {
+                let _ = std::io::stderr().write_all(&bytes);
+            }),
+            None => {
+                let _ = std::io::stderr().write_all(&bytes);
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(self.0.clone(), Vec::new())
+    }
+}
+
+/// Logs to stderr (above the bar, if any); `RUST_LOG` overrides the default `info` level.
+pub fn init_logging(bar: Option<ProgressBar>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(LogWriter(bar))
+        .with_target(false)
+        .init();
+}
+
+/// `queue 3.9 MiB, writing 240 KiB` from a snapshot's stages.
+pub fn stage_list(stages: &[StageSnapshot]) -> String {
+    stages
+        .iter()
+        .map(|s| format!("{} {}", s.name, mib(s.bytes as u64)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One stats line: rate since the previous line, bytes in every stage, socket queues, RSS, blocked.
+pub fn stats_line(
+    who: &str,
+    frames: u64,
+    bytes: u64,
+    d_frames: u64,
+    d_bytes: u64,
+    d_secs: f64,
+    flow: &FlowSnapshot,
+) -> String {
+    let blocked: u64 = flow.stages.iter().map(|s| s.blocked_ms).sum();
+    format!(
+        "{who}: {} frames ({}), {:.0} frames/s, {:.1} MB/s | {} | socket send {} recv {} | \
+         in flight {} | RSS {} | blocked {} ms",
+        thousands(frames),
+        mb(bytes),
+        d_frames as f64 / d_secs.max(1e-9),
+        d_bytes as f64 / 1e6 / d_secs.max(1e-9),
+        stage_list(&flow.stages),
+        opt_mib(flow.sockets.send_queue_bytes),
+        opt_mib(flow.sockets.recv_queue_bytes),
+        mib(flow.in_flight_bytes as u64),
+        flow.rss_bytes.map_or("n/a".into(), mib),
+        blocked,
+    )
+}
+
+fn opt_mib(v: Option<usize>) -> String {
+    v.map_or("n/a".into(), |b| mib(b as u64))
+}
+
+/// The `--summary-json` object: one per run (the demo prints one per side).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub role: &'static str,
+    pub frames: u64,
+    /// `null` where the run does not parse records (raw and validate modes).
+    pub records: Option<u64>,
+    pub bytes: u64,
+    pub secs: f64,
+    pub mb_per_s: f64,
+    pub frames_per_s: f64,
+    pub peak_rss_bytes: Option<u64>,
+    /// All stages and socket queues together, sampled every 10 ms.
+    pub peak_in_flight_bytes: usize,
+    pub peak_socket_send_queue_bytes: usize,
+    pub peak_socket_recv_queue_bytes: usize,
+    /// Each stage's exact peak.
+    pub stages: Vec<StageSnapshot>,
+    pub budget_bytes: usize,
+    pub blocked_ms: u64,
+    pub errors: u64,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+}
+
+impl Summary {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        role: &'static str,
+        frames: u64,
+        records: Option<u64>,
+        bytes: u64,
+        secs: f64,
+        flow: &FlowSnapshot,
+        budget_bytes: usize,
+        errors: u64,
+        error: Option<String>,
+    ) -> Summary {
+        Summary {
+            role,
+            frames,
+            records,
+            bytes,
+            secs,
+            mb_per_s: bytes as f64 / 1e6 / secs.max(1e-9),
+            frames_per_s: frames as f64 / secs.max(1e-9),
+            peak_rss_bytes: flow.peak_rss_bytes,
+            peak_in_flight_bytes: flow.peak_in_flight_bytes,
+            peak_socket_send_queue_bytes: flow.peak_send_queue_bytes,
+            peak_socket_recv_queue_bytes: flow.peak_recv_queue_bytes,
+            stages: flow.stages.clone(),
+            budget_bytes,
+            blocked_ms: flow.stages.iter().map(|s| s.blocked_ms).sum(),
+            errors,
+            error,
+        }
+    }
+
+    /// The human summary, several lines, for stderr.
+    pub fn human(&self) -> String {
+        let mut out = format!(
+            "{}: {} frames{}, {} in {:.2} s: {:.1} MB/s, {:.0} frames/s\n",
+            self.role,
+            thousands(self.frames),
+            self.records
+                .map_or(String::new(), |r| format!(" ({} records)", thousands(r))),
+            mb(self.bytes),
+            self.secs,
+            self.mb_per_s,
+            self.frames_per_s,
+        );
+        out += &format!(
+            "  memory: peak RSS {}; peak in flight {} (budget {}; socket queues peaked at send {}, recv {})\n",
+            self.peak_rss_bytes.map_or("n/a".into(), mib),
+            mib(self.peak_in_flight_bytes as u64),
+            mib(self.budget_bytes as u64),
+            mib(self.peak_socket_send_queue_bytes as u64),
+            mib(self.peak_socket_recv_queue_bytes as u64),
+        );
+        out += "  stage peaks:";
+        for s in &self.stages {
+            out += &format!(
+                " {} {} (blocked {} ms);",
+                s.name,
+                mib(s.peak_bytes as u64),
+                s.blocked_ms
+            );
+        }
+        out.pop();
+        out += &format!("\n  errors: {}", self.errors);
+        if let Some(e) = &self.error {
+            out += &format!(" ({e})");
+        }
+        out
+    }
+}
