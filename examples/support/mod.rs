@@ -143,6 +143,7 @@ pub fn init_logging(bar: Option<ProgressBar>) {
         .with_env_filter(filter)
         .with_writer(LogWriter(bar))
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -22,8 +22,8 @@ pub const LISTEN_BACKLOG: u32 = 1024;
 /// pipeline like any other, and with Linux autotuning they may grow to several megabytes per
 /// connection (`net.ipv4.tcp_wmem`/`tcp_rmem`), hiding backpressure and memory the process does not
 /// see in its RSS. With 256 KiB requested (Linux doubles a requested size for its bookkeeping), a slow
-/// consumer stops the producer after well under a megabyte of kernel buffering, and loopback
-/// throughput is unaffected at the reference frame size (BENCHMARKS in README).
+/// consumer stops the producer after about a megabyte of kernel buffering in both directions
+/// together. Set `None` to give the kernel its autotuning back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketOptions {
     send_buffer: Option<u32>,
