@@ -124,6 +124,11 @@ impl Stats {
         }
     }
 
+    /// The socket queues only (two `ioctl`s per socket, no `/proc` reads): cheaper than a snapshot.
+    pub fn socket_queues(&self) -> framepipe_flow::SocketQueues {
+        self.inner.monitor.sockets().queues()
+    }
+
     /// Frames handed over so far.
     pub fn frames_handled(&self) -> u64 {
         self.inner.frames_handled.load(Relaxed)

@@ -91,9 +91,19 @@ impl Stats {
         }
     }
 
+    /// The socket queues only (two `ioctl`s per socket, no `/proc` reads): cheaper than a snapshot.
+    pub fn socket_queues(&self) -> framepipe_flow::SocketQueues {
+        self.inner.monitor.sockets().queues()
+    }
+
     /// Frames written to the socket in full so far.
     pub fn frames_written(&self) -> u64 {
         self.inner.frames_written.load(Relaxed)
+    }
+
+    /// Wire bytes of the frames encoded so far (frames generated from the source).
+    pub fn bytes_encoded(&self) -> u64 {
+        self.inner.bytes_encoded.load(Relaxed)
     }
 
     /// Bytes written to the socket so far.
