@@ -25,8 +25,6 @@ pub struct Connection {
     stream: Arc<TcpStream>,
     config: Builder,
     stats: Stats,
-    // Keeps the socket registered for the stats' queue readings.
-    _sockets: SocketSet,
 }
 
 /// What the consumer said back, if anything (SPEC §6.3).
@@ -43,8 +41,7 @@ impl Connection {
         Connection {
             stream,
             config,
-            stats: Stats::new(sockets.clone()),
-            _sockets: sockets,
+            stats: Stats::new(sockets),
         }
     }
 
@@ -113,7 +110,6 @@ impl Connection {
             stream,
             config,
             stats,
-            _sockets,
         } = self;
         let (tx, mut rx) = queue::channel(config.queue, stats.queue_gauge().clone());
 
