@@ -179,7 +179,33 @@ fn parse_body<T: DeserializeOwned>(body: &[u8], meta: FrameMeta) -> Result<T, Er
             offset: meta.offset,
         });
     }
-    serde_json::from_slice(body).map_err(|e| body_error(meta, e))
+    // SPEC §3.2: the whole body is checked to be UTF-8 first (std's validator runs at tens of GB/s),
+    // then parsed as `str`, so serde_json does not re-validate every string it copies: a fifth less
+    // CPU per frame for string-heavy records (BENCHMARKS.md). It also makes the check complete:
+    // serde_json's slice reader does not validate the UTF-8 of strings it skips.
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text).map_err(|e| body_error(meta, e)),
+        Err(e) => Err(utf8_error(meta, body, e.valid_up_to())),
+    }
+}
+
+/// The error for a body that is not UTF-8, located like serde_json locates its own errors (1-based
+/// line, and column in bytes within that line).
+fn utf8_error(meta: FrameMeta, body: &[u8], valid_up_to: usize) -> Error {
+    let before = &body[..valid_up_to];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = 1 + valid_up_to - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let source = <serde_json::Error as serde::de::Error>::custom(format_args!(
+        "invalid UTF-8 at line {line} column {column} (body byte {valid_up_to})"
+    ));
+    Error::InvalidJson {
+        frame: meta.index,
+        offset: meta.offset,
+        length: meta.len as u64,
+        line,
+        column,
+        source,
+    }
 }
 
 impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
@@ -208,6 +234,24 @@ impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
     }
 }
 
+/// Serializes `item` as compact JSON at the end of `dst` (SPEC §1.4): with serde_json, or with
+/// sonic-rs under the `sonic` feature (the same bytes; see the feature's note in `Cargo.toml`).
+#[cfg(not(feature = "sonic"))]
+pub(crate) fn serialize_into<I: Serialize + ?Sized>(dst: &mut BytesMut, item: &I) -> Result<(), Error> {
+    serde_json::to_writer(dst.writer(), item).map_err(Error::Serialize)
+}
+
+/// Serializes `item` as compact JSON at the end of `dst` (SPEC §1.4): with serde_json, or with
+/// sonic-rs under the `sonic` feature (the same bytes; see the feature's note in `Cargo.toml`).
+#[cfg(feature = "sonic")]
+pub(crate) fn serialize_into<I: Serialize + ?Sized>(dst: &mut BytesMut, item: &I) -> Result<(), Error> {
+    sonic_rs::to_writer(dst.writer(), item).map_err(|e| {
+        // Keep one error type whichever serializer ran: the message is what matters here
+        // (serialization errors carry no position).
+        Error::Serialize(<serde_json::Error as serde::ser::Error>::custom(e))
+    })
+}
+
 impl<T, I: Serialize> Encoder<I> for JsonCodec<T> {
     type Error = Error;
 
@@ -217,8 +261,6 @@ impl<T, I: Serialize> Encoder<I> for JsonCodec<T> {
     /// cannot be serialized or its JSON exceeds `max_frame_length`. The JSON is written before its
     /// length is known, so a too-large item briefly occupies its full size in `dst`.
     fn encode(&mut self, item: I, dst: &mut BytesMut) -> Result<(), Error> {
-        self.encoder.encode_with(dst, |dst| {
-            serde_json::to_writer(dst.writer(), &item).map_err(Error::Serialize)
-        })
+        self.encoder.encode_with(dst, |dst| serialize_into(dst, &item))
     }
 }

@@ -127,6 +127,33 @@ fn invalid_utf8_is_invalid_json() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(err.to_string().contains("not valid JSON"), "{err}");
+    assert!(err.to_string().contains("invalid UTF-8"), "{err}");
+
+    // Located on later lines too, like serde_json's own errors.
+    let err = decode_value(&frame(b"[1,\n \"ok\",\n  \"\xc3\"]")).unwrap_err();
+    match &err {
+        Error::InvalidJson { line, column, .. } => assert_eq!((*line, *column), (3, 4)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_utf8_is_rejected_even_where_the_value_is_ignored() {
+    // serde_json's slice reader skips ignored strings without checking their UTF-8; SPEC §3.2 says
+    // every body is UTF-8, so a field the type ignores must not smuggle invalid bytes through.
+    #[derive(serde::Deserialize, Debug)]
+    struct OnlyA {
+        #[allow(dead_code)]
+        a: u32,
+    }
+    let body: &[u8] = b"{\"a\":1,\"skipped\":\"\xff\"}";
+    let err = JsonCodec::<OnlyA>::new()
+        .decode(&mut BytesMut::from(&frame(body)[..]))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err:?}");
+    let err =
+        framepipe_codec::parse_json_body::<serde::de::IgnoredAny>(body, 0, 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { column: 19, .. }), "{err:?}");
 }
 
 #[test]

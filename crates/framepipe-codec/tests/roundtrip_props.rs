@@ -54,8 +54,78 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Serde shapes a `Value` cannot hold: non-finite and `f32` floats, 128-bit and non-string map
+/// keys, enums, chars, bytes, options, newtypes and tuples.
+#[derive(Debug, Clone, serde::Serialize)]
+enum Shape {
+    Unit,
+    Newtype(f32),
+    Tuple(i128, char),
+    Struct { bytes: Vec<u8>, u: u128 },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Typed {
+    float: f64,
+    single: f32,
+    text: String,
+    keys: std::collections::BTreeMap<i32, Option<String>>,
+    char_keys: std::collections::BTreeMap<char, bool>,
+    shapes: Vec<Shape>,
+    unit: (),
+    pair: (u8, Option<u16>),
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::Unit),
+        any::<f32>().prop_map(Shape::Newtype),
+        (any::<i128>(), any::<char>()).prop_map(|(i, c)| Shape::Tuple(i, c)),
+        (any::<Vec<u8>>(), any::<u128>()).prop_map(|(bytes, u)| Shape::Struct { bytes, u }),
+    ]
+}
+
+fn typed() -> impl Strategy<Value = Typed> {
+    (
+        // Every bit pattern: NaN and infinities (written as `null`), subnormals, -0.0.
+        any::<u64>().prop_map(f64::from_bits),
+        any::<u32>().prop_map(f32::from_bits),
+        any::<String>(),
+        any::<std::collections::BTreeMap<i32, Option<String>>>(),
+        any::<std::collections::BTreeMap<char, bool>>(),
+        prop::collection::vec(shape(), 0..4),
+        (any::<u8>(), any::<Option<u16>>()),
+    )
+        .prop_map(|(float, single, text, keys, char_keys, shapes, pair)| Typed {
+            float,
+            single,
+            text,
+            keys,
+            char_keys,
+            shapes,
+            unit: (),
+            pair,
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// SPEC §1.4: the typed encoder writes exactly the bytes `serde_json::to_vec` gives, whichever
+    /// serializer is compiled in (serde_json, or sonic-rs under the `sonic` feature).
+    #[test]
+    fn typed_items_encode_exactly_as_serde_json(items in prop::collection::vec(typed(), 1..4)) {
+        let mut codec = JsonCodec::<()>::new();
+        let mut wire = BytesMut::new();
+        let mut expected = Vec::new();
+        for item in &items {
+            codec.encode(item, &mut wire).unwrap();
+            let json = serde_json::to_vec(item).unwrap();
+            expected.extend_from_slice(&(json.len() as u32).to_be_bytes());
+            expected.extend_from_slice(&json);
+        }
+        prop_assert!(wire == expected, "{}", String::from_utf8_lossy(&wire));
+    }
 
     #[test]
     fn raw_frames_survive_any_chunking(
