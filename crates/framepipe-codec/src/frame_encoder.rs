@@ -30,8 +30,11 @@ pub fn frame_header(len: usize, max_frame_length: u32) -> Result<[u8; HEADER_LEN
 #[derive(Debug, Clone)]
 pub(crate) struct FrameEncoder {
     config: Builder,
-    /// A frame over the retained capacity went into the buffer; release it once the buffer drains.
+    /// A frame over the retained capacity went into the buffer, which may have grown to fit it.
     oversized_pending: bool,
+    /// The last frame written was over the retained capacity: more such frames may follow, and they
+    /// would need the large buffer again (SPEC §2.3.2).
+    last_oversized: bool,
 }
 
 impl FrameEncoder {
@@ -39,6 +42,7 @@ impl FrameEncoder {
         FrameEncoder {
             config,
             oversized_pending: false,
+            last_oversized: false,
         }
     }
 
@@ -88,17 +92,19 @@ impl FrameEncoder {
     }
 
     /// SPEC §2.3: once a buffer that held an oversized frame has been written out, drop it.
+    /// SPEC §2.3.2: once a smaller frame has followed a large one and the buffer has drained, the
+    /// buffer is replaced by one of the retained capacity. A run of large frames keeps reusing the
+    /// large buffer instead of regrowing it for every frame.
     fn before_frame(&mut self, dst: &mut BytesMut) {
-        if self.oversized_pending && dst.is_empty() {
+        if self.oversized_pending && !self.last_oversized && dst.is_empty() {
             *dst = BytesMut::with_capacity(self.config.get_retained_capacity());
             self.oversized_pending = false;
         }
     }
 
     fn after_frame(&mut self, body_len: usize) {
-        if HEADER_LEN + body_len > self.config.get_retained_capacity() {
-            self.oversized_pending = true;
-        }
+        self.last_oversized = HEADER_LEN + body_len > self.config.get_retained_capacity();
+        self.oversized_pending |= self.last_oversized;
     }
 }
 
@@ -152,6 +158,27 @@ mod tests {
         enc.encode_slice(b"small", &mut dst).unwrap();
         assert_eq!(dst.capacity(), 1024);
         assert_eq!(&dst[..], b"\x00\x00\x00\x05small");
+    }
+
+    #[test]
+    fn a_run_of_oversized_frames_reuses_the_large_buffer() {
+        // SPEC §2.3.2: regrowing for every large frame would cost an allocation and page faults each.
+        let mut enc = encoder(u32::MAX, 1024);
+        let mut dst = BytesMut::new();
+        enc.encode_slice(&[1; 100_000], &mut dst).unwrap();
+        let allocation = dst.as_ptr();
+        for _ in 0..3 {
+            dst.clear(); // written out
+            enc.encode_slice(&[2; 100_000], &mut dst).unwrap();
+            assert_eq!(dst.as_ptr(), allocation);
+        }
+        // The first small frame after the run still uses it; once that has drained, it goes.
+        dst.clear();
+        enc.encode_slice(b"small", &mut dst).unwrap();
+        assert_eq!(dst.as_ptr(), allocation);
+        dst.clear();
+        enc.encode_slice(b"small", &mut dst).unwrap();
+        assert_eq!(dst.capacity(), 1024);
     }
 
     #[test]

@@ -194,7 +194,11 @@ fn parse_body<T: DeserializeOwned>(body: &[u8], meta: FrameMeta) -> Result<T, Er
 fn utf8_error(meta: FrameMeta, body: &[u8], valid_up_to: usize) -> Error {
     let before = &body[..valid_up_to];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let column = 1 + valid_up_to - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = 1 + valid_up_to
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
     let source = <serde_json::Error as serde::de::Error>::custom(format_args!(
         "invalid UTF-8 at line {line} column {column} (body byte {valid_up_to})"
     ));
@@ -237,14 +241,20 @@ impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
 /// Serializes `item` as compact JSON at the end of `dst` (SPEC §1.4): with serde_json, or with
 /// sonic-rs under the `sonic` feature (the same bytes; see the feature's note in `Cargo.toml`).
 #[cfg(not(feature = "sonic"))]
-pub(crate) fn serialize_into<I: Serialize + ?Sized>(dst: &mut BytesMut, item: &I) -> Result<(), Error> {
+pub(crate) fn serialize_into<I: Serialize + ?Sized>(
+    dst: &mut BytesMut,
+    item: &I,
+) -> Result<(), Error> {
     serde_json::to_writer(dst.writer(), item).map_err(Error::Serialize)
 }
 
 /// Serializes `item` as compact JSON at the end of `dst` (SPEC §1.4): with serde_json, or with
 /// sonic-rs under the `sonic` feature (the same bytes; see the feature's note in `Cargo.toml`).
 #[cfg(feature = "sonic")]
-pub(crate) fn serialize_into<I: Serialize + ?Sized>(dst: &mut BytesMut, item: &I) -> Result<(), Error> {
+pub(crate) fn serialize_into<I: Serialize + ?Sized>(
+    dst: &mut BytesMut,
+    item: &I,
+) -> Result<(), Error> {
     sonic_rs::to_writer(dst.writer(), item).map_err(|e| {
         // Keep one error type whichever serializer ran: the message is what matters here
         // (serialization errors carry no position).
@@ -261,6 +271,7 @@ impl<T, I: Serialize> Encoder<I> for JsonCodec<T> {
     /// cannot be serialized or its JSON exceeds `max_frame_length`. The JSON is written before its
     /// length is known, so a too-large item briefly occupies its full size in `dst`.
     fn encode(&mut self, item: I, dst: &mut BytesMut) -> Result<(), Error> {
-        self.encoder.encode_with(dst, |dst| serialize_into(dst, &item))
+        self.encoder
+            .encode_with(dst, |dst| serialize_into(dst, &item))
     }
 }

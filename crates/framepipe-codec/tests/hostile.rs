@@ -151,9 +151,11 @@ fn invalid_utf8_is_rejected_even_where_the_value_is_ignored() {
         .decode(&mut BytesMut::from(&frame(body)[..]))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidJson { .. }), "{err:?}");
-    let err =
-        framepipe_codec::parse_json_body::<serde::de::IgnoredAny>(body, 0, 0).unwrap_err();
-    assert!(matches!(err, Error::InvalidJson { column: 19, .. }), "{err:?}");
+    let err = framepipe_codec::parse_json_body::<serde::de::IgnoredAny>(body, 0, 0).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidJson { column: 19, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -96,16 +96,18 @@ fn typed() -> impl Strategy<Value = Typed> {
         prop::collection::vec(shape(), 0..4),
         (any::<u8>(), any::<Option<u16>>()),
     )
-        .prop_map(|(float, single, text, keys, char_keys, shapes, pair)| Typed {
-            float,
-            single,
-            text,
-            keys,
-            char_keys,
-            shapes,
-            unit: (),
-            pair,
-        })
+        .prop_map(
+            |(float, single, text, keys, char_keys, shapes, pair)| Typed {
+                float,
+                single,
+                text,
+                keys,
+                char_keys,
+                shapes,
+                unit: (),
+                pair,
+            },
+        )
 }
 
 proptest! {
