@@ -84,6 +84,17 @@ impl FrameDecoder {
         self.consumed
     }
 
+    /// Bytes still missing from the frame in progress when `buffered` bytes are buffered.
+    pub(crate) fn bytes_needed(&self, buffered: usize) -> u64 {
+        let buffered = buffered as u64;
+        match self.state {
+            State::Head => (HEADER_LEN as u64).saturating_sub(buffered),
+            State::Body(meta) => (meta.len as u64).saturating_sub(buffered),
+            // Skipped bytes are discarded as they arrive: none of them stay buffered.
+            State::Skip { remaining, .. } => remaining,
+        }
+    }
+
     /// Advances the state machine over `src`.
     ///
     /// Returns `Ok(Some(meta))` when a whole body of `meta.len` bytes sits at the front of `src`. The

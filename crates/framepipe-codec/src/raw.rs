@@ -76,6 +76,32 @@ impl RawCodec {
     pub fn bytes_decoded(&self) -> u64 {
         self.decoder.bytes_consumed()
     }
+
+    /// Bytes still to arrive before the frame in progress is complete, given that `buffered` bytes
+    /// are in the buffer after `decode` returned `Ok(None)`: the rest of a header (the header's length
+    /// is not known until it is complete), or the rest of a body (being skipped or not).
+    ///
+    /// For readers that manage their own buffers: with it they can make room for the whole frame
+    /// before reading, instead of letting the decoder grow the buffer step by step (SPEC §2.2). It
+    /// reports what the peer *announced*; allocating it before the bytes arrive is the caller's risk,
+    /// bounded by `max_frame_length`.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use framepipe_codec::RawCodec;
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut codec = RawCodec::new();
+    /// let mut buf = BytesMut::from(&b"\x00\x00"[..]);
+    /// assert!(codec.decode(&mut buf).unwrap().is_none());
+    /// assert_eq!(codec.bytes_needed(buf.len()), 2); // the rest of the header
+    /// buf.extend_from_slice(b"\x00\x0ahello");
+    /// assert!(codec.decode(&mut buf).unwrap().is_none());
+    /// assert_eq!(codec.bytes_needed(buf.len()), 5); // 10-byte body, 5 here
+    /// ```
+    pub fn bytes_needed(&self, buffered: usize) -> u64 {
+        self.decoder.bytes_needed(buffered)
+    }
 }
 
 impl Decoder for RawCodec {

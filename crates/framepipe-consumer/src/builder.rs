@@ -10,8 +10,8 @@ use tokio::net::ToSocketAddrs;
 
 use crate::{Consumer, Error, SlowDown};
 
-/// Default bytes reserved for a socket read when the read buffer is full: 64 KiB (SPEC §7.1).
-pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
+/// Default size of the blocks the socket is read into: 256 KiB (SPEC §7.1.5).
+pub const DEFAULT_READ_CHUNK: usize = 256 * 1024;
 /// Default time a connection closed on an error keeps discarding input so the producer can read
 /// the rejection notice: 2 s (SPEC §6.3).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -123,11 +123,15 @@ impl Builder {
         self
     }
 
-    /// Bytes reserved for a socket read when the read buffer is full (default 64 KiB; at least 1).
+    /// Size of the blocks the socket is read into (default 256 KiB; at least 16 KiB, at most the
+    /// codec's `retained_capacity`, also 256 KiB by default).
     ///
-    /// The memory it bounds: what is read beyond the frame being assembled.
+    /// Frames are split off a block without copying, and a block is reused once every frame in it has
+    /// been dropped (SPEC §7.1.5). The memory it bounds: what is read ahead of the frame being
+    /// assembled (one block), and up to 4 retired blocks kept for reuse per connection. Smaller
+    /// blocks mean more partial frames copied between blocks and more read calls.
     pub fn read_chunk(&mut self, bytes: usize) -> &mut Self {
-        self.read_chunk = bytes.max(1);
+        self.read_chunk = bytes.max(2 * framepipe_codec::limits::RESERVE_STEP);
         self
     }
 

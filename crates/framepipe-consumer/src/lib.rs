@@ -27,6 +27,7 @@ mod builder;
 mod connection;
 mod error;
 mod mode;
+mod read_buffer;
 mod reader;
 mod server;
 mod slow;

@@ -5,13 +5,14 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use framepipe_codec::limits::HEADER_LEN;
 use framepipe_codec::{Notice, RawCodec};
 use framepipe_flow::queue::Sender;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+use crate::read_buffer::ReadBuffer;
 use crate::stats::Stats;
 use crate::Error;
 
@@ -70,7 +71,7 @@ impl Drop for ReadingGauge<'_> {
 /// # Backpressure
 /// While `tx` is full this task does not read: the socket's receive queue fills, the TCP window
 /// closes, and the producer's writes stop. Memory held here is the read buffer: at most one frame
-/// (the one waiting for room in the queue) plus `read_chunk` of the next.
+/// (the one waiting for room in the queue) plus the rest of its block (`read_chunk`).
 pub(crate) async fn read_frames(
     stream: Arc<TcpStream>,
     peer: SocketAddr,
@@ -79,7 +80,8 @@ pub(crate) async fn read_frames(
     stats: Stats,
 ) {
     let mut codec: RawCodec = config.codec.raw_codec();
-    let mut buf = BytesMut::new();
+    // Blocks no larger than the retained capacity, or the codec would replace them (SPEC §2.3).
+    let mut rbuf = ReadBuffer::new(config.read_chunk.min(config.codec.get_retained_capacity()));
     let mut gauge = ReadingGauge {
         stats: &stats,
         shown: 0,
@@ -88,10 +90,11 @@ pub(crate) async fn read_frames(
     loop {
         // Frame everything already buffered.
         loop {
+            let buf = rbuf.bytes_mut();
             let decoded = if eof {
-                codec.decode_eof(&mut buf)
+                codec.decode_eof(buf)
             } else {
-                codec.decode(&mut buf)
+                codec.decode(buf)
             };
             match decoded {
                 Ok(Some(body)) => {
@@ -105,9 +108,9 @@ pub(crate) async fn read_frames(
                     };
                     let len = raw.wire_len();
                     // Until the queue takes it, the frame counts as read-buffer bytes.
-                    gauge.set(buf.len() + len);
+                    gauge.set(rbuf.len() + len);
                     let sent = tx.send(Ok(raw), len).await;
-                    gauge.set(buf.len());
+                    gauge.set(rbuf.len());
                     if sent.is_err() {
                         return; // the handler side is gone
                     }
@@ -134,15 +137,13 @@ pub(crate) async fn read_frames(
                 }
             }
         }
-        gauge.set(buf.len());
-        if buf.len() == buf.capacity() {
-            buf.reserve(config.read_chunk);
-        }
-        match read_some(&stream, &mut buf).await {
+        gauge.set(rbuf.len());
+        let limit = rbuf.prepare_read(codec.bytes_needed(rbuf.len()));
+        match read_some(&stream, &mut rbuf, limit).await {
             Ok(0) => eof = true,
             Ok(n) => {
                 stats.add_read(n);
-                gauge.set(buf.len());
+                gauge.set(rbuf.len());
             }
             Err(source) => {
                 gauge.set(0);
@@ -153,10 +154,11 @@ pub(crate) async fn read_frames(
     }
 }
 
-async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// Reads once, at most `limit` bytes, waiting until the socket is readable.
+async fn read_some(stream: &TcpStream, buf: &mut ReadBuffer, limit: usize) -> io::Result<usize> {
     loop {
         stream.readable().await?;
-        match stream.try_read_buf(buf) {
+        match buf.read_with(limit, |b| stream.try_read_buf(b)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
         }
