@@ -114,7 +114,10 @@ impl FrameEncoder {
     ) -> Result<Frame, framepipe_codec::Error> {
         if self.chunk.capacity() - self.chunk.len() < self.last_len + 64 {
             // The old chunk is shared with frames still queued; start a new one.
-            self.chunk = BytesMut::with_capacity(ENCODE_CHUNK.max(self.last_len * 2));
+            // A frame larger than a chunk gets an allocation of its own (an eighth to spare, in case
+            // the next one is a little larger), freed as soon as it has been written.
+            let own = self.last_len + self.last_len / 8 + 64;
+            self.chunk = BytesMut::with_capacity(ENCODE_CHUNK.max(own));
         }
         self.json.encode(item, &mut self.chunk)?;
         let body = self.chunk.split().freeze();
