@@ -20,6 +20,10 @@
 //! | `encode_typed` | `JsonCodec::encode(&value)`          | `serde_json::to_vec`, then `LengthDelimitedCodec::encode(Bytes::from(vec))` |
 //! | `decode_typed` | `JsonCodec::<T>::decode`             | `LengthDelimitedCodec::decode`, then `serde_json::from_slice::<T>` |
 //!
+//! A fifth group, `decode_bound`, parses the reference body into `Vec<Record>` four ways (serde_json
+//! from bytes, serde_json from `str` after one UTF-8 check as framepipe does, sonic-rs, and serde_json
+//! building nothing) to show what bounds typed decoding.
+//!
 //! `decode_typed` has a third function, `framepipe (RawCodec+parse_json_body)`: `RawCodec::decode`
 //! then `framepipe::codec::parse_json_body`, the path the framepipe consumer takes (it queues raw
 //! bodies and parses them after the queue). In the raw groups the comparison stack is tokio-util alone
@@ -388,6 +392,46 @@ fn decode_typed_size<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     );
 }
 
+/// `decode_bound`, at the reference frame only: what bounds typed decoding (BENCHMARKS.md). Not a
+/// comparison of stacks but of ways to parse the same body into the same `Vec<Record>`, plus a parse
+/// that builds nothing, which is as fast as any typed decode with serde_json could be.
+fn decode_bound(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_bound");
+    let batch = record_payload(RECORDS_PER_FRAME);
+    let body = json_body(&batch);
+    configure(&mut group, body.len());
+    let paths: [(&str, fn(&[u8]) -> usize); 4] = [
+        ("serde_json::from_slice", |b| {
+            serde_json::from_slice::<Vec<Record>>(b)
+                .expect("parses")
+                .len()
+        }),
+        ("utf8 check + serde_json::from_str (framepipe)", |b| {
+            let text = std::str::from_utf8(b).expect("UTF-8");
+            serde_json::from_str::<Vec<Record>>(text)
+                .expect("parses")
+                .len()
+        }),
+        ("sonic_rs::from_slice", |b| {
+            sonic_rs::from_slice::<Vec<Record>>(b)
+                .expect("parses")
+                .len()
+        }),
+        ("serde_json IgnoredAny (nothing built)", |b| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(b).expect("parses");
+            0
+        }),
+    ];
+    for (name, parse) in paths {
+        assert!(name.contains("IgnoredAny") || parse(&body) == RECORDS_PER_FRAME);
+        // The decoded value is dropped inside the timed region, as a handler would drop it.
+        group.bench_with_input(BenchmarkId::new(name, "60.9KB"), &body, |bench, body| {
+            bench.iter(|| parse(black_box(body)))
+        });
+    }
+    group.finish();
+}
+
 /// Keeps memory freed by one batch mapped for the next (glibc only), unless
 /// `FRAMEPIPE_BENCH_MALLOC_DEFAULTS` is set.
 ///
@@ -425,5 +469,6 @@ fn main() {
     decode_raw(&mut criterion);
     encode_typed(&mut criterion);
     decode_typed(&mut criterion);
+    decode_bound(&mut criterion);
     criterion.final_summary();
 }

@@ -123,15 +123,14 @@ impl Builder {
         self
     }
 
-    /// Size of the blocks the socket is read into (default 256 KiB; at least 16 KiB, at most the
-    /// codec's `retained_capacity`, also 256 KiB by default).
+    /// Size of the blocks the socket is read into (default 256 KiB; at least 32 KiB).
     ///
     /// Frames are split off a block without copying, and a block is reused once every frame in it has
     /// been dropped (SPEC §7.1.5). The memory it bounds: what is read ahead of the frame being
     /// assembled (one block), and up to 4 retired blocks kept for reuse per connection. Smaller
     /// blocks mean more partial frames copied between blocks and more read calls.
     pub fn read_chunk(&mut self, bytes: usize) -> &mut Self {
-        self.read_chunk = bytes.max(2 * framepipe_codec::limits::RESERVE_STEP);
+        self.read_chunk = bytes.max(4 * framepipe_codec::limits::RESERVE_STEP);
         self
     }
 

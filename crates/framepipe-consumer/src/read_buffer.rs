@@ -10,39 +10,53 @@
 //!
 //! A frame that does not fit in what is left of a block is moved to the start of the next block
 //! (one copy of the part received so far) before more of it is read, so frames up to a block long
-//! never straddle blocks and the codec never has to grow the buffer for them. Longer frames are left
-//! to the codec's growth rule (SPEC §2.2), which never allocates ahead of the bytes received.
+//! never straddle blocks. A frame longer than a block moves to a spare buffer that can hold it whole,
+//! if one is free, or grows by the codec's rule (SPEC §2.2), which never allocates ahead of the bytes
+//! received. The codec itself never has to grow the buffer.
 
 use std::collections::VecDeque;
 
 use bytes::{BufMut, BytesMut};
 use framepipe_codec::limits::RESERVE_STEP;
 
-/// Retired blocks kept for reuse: 4. Blocks still pinned by queued frames count too; when the list is
-/// full the oldest is let go (its memory is freed when its last frame is dropped). Idle spares cost at
-/// most 4 blocks (1 MiB at the default block size) per connection.
+/// Retired buffers kept for reuse: at most 4, and at most the connection's queue budget in bytes
+/// (`ReadBuffer::new`). Buffers still pinned by queued frames count too; when the list is full the
+/// oldest is let go (its memory is freed when its last frame is dropped).
 pub(crate) const MAX_SPARE_BLOCKS: usize = 4;
+
+/// A retired buffer and the size of the allocation behind it.
+#[derive(Debug)]
+struct Spare {
+    buf: BytesMut,
+    alloc: usize,
+}
 
 /// The read buffer of one connection.
 #[derive(Debug)]
 pub(crate) struct ReadBuffer {
     buf: BytesMut,
-    spares: VecDeque<BytesMut>,
+    /// Size of the allocation behind `buf` (0 before the first read).
+    alloc: usize,
+    spares: VecDeque<Spare>,
+    /// Sum of the spares' allocations.
+    spare_bytes: usize,
+    max_spare_bytes: usize,
     block: usize,
-    blocks_allocated: u64,
-    /// `buf` is a block (or a buffer the codec grew), not the empty buffer a connection starts with.
-    holds_block: bool,
+    allocations: u64,
 }
 
 impl ReadBuffer {
-    /// A buffer that reads into blocks of `block` bytes (at least twice `RESERVE_STEP`).
-    pub(crate) fn new(block: usize) -> Self {
+    /// A buffer that reads into blocks of `block` bytes (at least 4 × `RESERVE_STEP`) and keeps
+    /// retired buffers of at most `max_spare_bytes` in total for reuse.
+    pub(crate) fn new(block: usize, max_spare_bytes: usize) -> Self {
         ReadBuffer {
             buf: BytesMut::new(),
-            spares: VecDeque::with_capacity(MAX_SPARE_BLOCKS),
-            block: block.max(2 * RESERVE_STEP),
-            blocks_allocated: 0,
-            holds_block: false,
+            alloc: 0,
+            spares: VecDeque::with_capacity(MAX_SPARE_BLOCKS + 1),
+            spare_bytes: 0,
+            max_spare_bytes,
+            block: block.max(4 * RESERVE_STEP),
+            allocations: 0,
         }
     }
 
@@ -56,39 +70,54 @@ impl ReadBuffer {
         self.buf.len()
     }
 
-    /// Blocks allocated so far (the rest of the blocks used were reused).
+    /// Buffers allocated so far (every other buffer used was a reused one).
     #[cfg(test)]
-    pub(crate) fn blocks_allocated(&self) -> u64 {
-        self.blocks_allocated
+    pub(crate) fn allocations(&self) -> u64 {
+        self.allocations
     }
 
     /// Makes room for the next read, given that the frame in progress still needs `needed` bytes
     /// (`RawCodec::bytes_needed`), and returns how many bytes that read may take.
     ///
-    /// For a frame that fits in a block, the read leaves `RESERVE_STEP` bytes of room unless the frame
-    /// itself needs them: the frame that the read leaves incomplete then finds room, and the codec does
-    /// not grow the buffer for it (SPEC §2.2 grows only when less than `RESERVE_STEP` is left); the
-    /// next call moves it to a new block if it does not fit. A block is also left once no more than
-    /// `RESERVE_STEP` of it remains, so reads never shrink to a few bytes near its end. Costs at most one copy of the partial
-    /// frame, and an allocation only when no spare block is free.
+    /// - A frame that fits in a block but not in what is left of this one moves (the part received
+    ///   so far, one copy) to the next block; so does anything once no more than `RESERVE_STEP` of
+    ///   the block is left, so reads never shrink to a few bytes near its end.
+    /// - A frame longer than a block moves, once no more than `RESERVE_STEP` bytes of room are left,
+    ///   to a spare buffer that can hold all of it, or else to a new block (if at most half a block of
+    ///   it has arrived) or a new buffer grown by the codec's rule (SPEC §2.2: by at most the bytes
+    ///   received so far, never ahead of them).
+    /// - The read leaves `RESERVE_STEP` bytes of room unless the frame needs them, so the codec finds
+    ///   room for the frame the read leaves incomplete and never grows the buffer itself.
+    ///
+    /// Costs at most one copy of the partial frame, and an allocation only when no spare is free.
     pub(crate) fn prepare_read(&mut self, needed: u64) -> usize {
         let len = self.buf.len();
         let needed = usize::try_from(needed).unwrap_or(usize::MAX).max(1);
-        let fits_in_block = len.saturating_add(needed) <= self.block;
-        if fits_in_block {
-            let room = self.buf.capacity() - len;
+        let room = self.buf.capacity() - len;
+        let total = len.saturating_add(needed);
+        if total <= self.block {
             if room < needed || room <= RESERVE_STEP {
-                self.next_block();
+                self.switch(self.block, self.block);
             }
-            let room = self.buf.capacity() - self.buf.len();
-            room.saturating_sub(RESERVE_STEP).max(needed).min(room)
-        } else {
-            // A frame longer than a block: the codec grows the buffer as its bytes arrive.
-            if self.buf.capacity() == len {
-                self.next_block();
-            }
-            self.buf.capacity() - self.buf.len()
+        } else if room <= RESERVE_STEP {
+            // Little of the frame here yet: a block will do for now. Otherwise grow by what has
+            // arrived (with more than half a block received, that is over `2 × RESERVE_STEP`).
+            let alloc = if len <= self.block / 2 {
+                self.block
+            } else {
+                len + needed.min(len)
+            };
+            self.switch(total, alloc);
         }
+        let room = self.buf.capacity() - self.buf.len();
+        let limit = if needed <= room {
+            room.saturating_sub(RESERVE_STEP).max(needed)
+        } else {
+            // More room than RESERVE_STEP is guaranteed above.
+            room - RESERVE_STEP
+        };
+        debug_assert!(limit > 0, "a read of nothing would look like end of stream");
+        limit
     }
 
     /// Reads into the buffer with `read`, at most `limit` bytes (as returned by `prepare_read`).
@@ -101,26 +130,36 @@ impl ReadBuffer {
         read(&mut limited)
     }
 
-    /// Moves what is buffered (the start of a frame, under a block long) to a free block.
-    fn next_block(&mut self) {
-        let block = self.block;
-        let free = self.spares.iter_mut().position(|b| b.try_reclaim(block));
-        let mut next = match free {
-            Some(i) => self.spares.remove(i).expect("index from position"),
+    /// Moves what is buffered to the first spare with room for `want` bytes, or to a new buffer of
+    /// `alloc` bytes, and retires the current one.
+    fn switch(&mut self, want: usize, alloc: usize) {
+        let free = self.spares.iter_mut().position(|s| s.buf.try_reclaim(want));
+        let (mut next, next_alloc) = match free {
+            Some(i) => {
+                let spare = self.spares.remove(i).expect("index from position");
+                self.spare_bytes -= spare.alloc;
+                (spare.buf, spare.alloc)
+            }
             None => {
-                self.blocks_allocated += 1;
-                BytesMut::with_capacity(block)
+                self.allocations += 1;
+                (BytesMut::with_capacity(alloc), alloc)
             }
         };
         debug_assert!(next.is_empty());
         next.extend_from_slice(&self.buf);
         let mut old = std::mem::replace(&mut self.buf, next);
-        if std::mem::replace(&mut self.holds_block, true) {
+        let old_alloc = std::mem::replace(&mut self.alloc, next_alloc);
+        if old_alloc > 0 {
             old.clear();
-            if self.spares.len() == MAX_SPARE_BLOCKS {
-                self.spares.pop_front();
+            self.spares.push_back(Spare {
+                buf: old,
+                alloc: old_alloc,
+            });
+            self.spare_bytes += old_alloc;
+            while self.spares.len() > MAX_SPARE_BLOCKS || self.spare_bytes > self.max_spare_bytes {
+                let oldest = self.spares.pop_front().expect("not empty");
+                self.spare_bytes -= oldest.alloc;
             }
-            self.spares.push_back(old);
         }
     }
 }
@@ -142,7 +181,7 @@ mod tests {
 
     #[test]
     fn blocks_are_reused_once_their_frames_are_dropped() {
-        let mut rb = ReadBuffer::new(BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         let mut held: Vec<Bytes> = Vec::new();
         for round in 0..50u8 {
             // A 20,000-byte frame arrives in pieces and is split off.
@@ -158,12 +197,12 @@ mod tests {
             }
         }
         // 50 frames of 20 KB is 1 MB through 64 KiB blocks; only a handful were ever allocated.
-        assert!(rb.blocks_allocated() <= 4, "{}", rb.blocks_allocated());
+        assert!(rb.allocations() <= 4, "{}", rb.allocations());
     }
 
     #[test]
     fn a_frame_that_would_straddle_moves_to_a_new_block_with_its_start() {
-        let mut rb = ReadBuffer::new(BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         // One read brings a 50,000-byte frame and the first 6,000 bytes of a 20,000-byte one.
         assert_eq!(read(&mut rb, 4, 56_000, 1), 56_000);
         let first = rb.bytes_mut().split_to(50_000).freeze();
@@ -185,31 +224,85 @@ mod tests {
 
     #[test]
     fn a_nearly_used_block_is_left_before_reading() {
-        let mut rb = ReadBuffer::new(BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         assert_eq!(read(&mut rb, 4, 60_000, 1), BLOCK - RESERVE_STEP);
         let _frame = rb.bytes_mut().split_to(BLOCK - RESERVE_STEP).freeze();
         // Exactly RESERVE_STEP left: the next read goes to a new block, not into the last 8 KiB.
         assert_eq!(rb.prepare_read(4), BLOCK - RESERVE_STEP);
-        assert_eq!(rb.blocks_allocated(), 2);
+        assert_eq!(rb.allocations(), 2);
     }
 
     #[test]
     fn reads_leave_room_so_the_codec_need_not_grow_the_buffer() {
-        let mut rb = ReadBuffer::new(BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         let limit = rb.prepare_read(4);
         assert_eq!(limit, BLOCK - RESERVE_STEP);
         // Unless the frame in progress needs that room itself.
-        let mut rb = ReadBuffer::new(BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         assert_eq!(rb.prepare_read(BLOCK as u64), BLOCK);
     }
 
     #[test]
-    fn frames_longer_than_a_block_are_left_to_the_codec() {
-        let mut rb = ReadBuffer::new(BLOCK);
+    fn frames_longer_than_a_block_grow_only_when_room_runs_out() {
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
         read(&mut rb, 4, 10, 0);
         let before = rb.bytes_mut().as_ptr();
         let limit = rb.prepare_read(1 << 20);
         assert_eq!(rb.bytes_mut().as_ptr(), before, "not moved");
-        assert_eq!(limit, BLOCK - 10);
+        assert_eq!(limit, BLOCK - 10 - RESERVE_STEP);
+    }
+
+    /// The real codec over the read buffer: frames of every size (many longer than a block) arrive
+    /// in reads of random sizes, some are held for a while as a queue would hold them. Every frame
+    /// arrives intact, the codec never reallocates the buffer itself, and large buffers are reused.
+    #[test]
+    fn with_the_codec_frames_arrive_intact_and_the_codec_never_grows_the_buffer() {
+        use framepipe_codec::RawCodec;
+        use tokio_util::codec::Decoder;
+
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let sizes: Vec<usize> = (0..400)
+            .map(|i| match i % 4 {
+                0 => rand(100),
+                1 => rand(3 * BLOCK),
+                _ => 150_000 + rand(20),
+            })
+            .collect();
+        let mut wire = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            wire.extend_from_slice(&(n as u32).to_be_bytes());
+            wire.extend((0..n).map(|j| (i + j) as u8));
+        }
+
+        let mut codec = RawCodec::new();
+        let mut rb = ReadBuffer::new(BLOCK, 1 << 20);
+        let (mut pos, mut got, mut held) = (0, 0, VecDeque::new());
+        while got < sizes.len() {
+            let limit = rb.prepare_read(codec.bytes_needed(rb.len()));
+            let n = limit.min(1 + rand(100_000)).min(wire.len() - pos);
+            rb.read_with(limit, |b| b.put_slice(&wire[pos..pos + n]));
+            pos += n;
+            let region = (rb.bytes_mut().as_ptr() as usize, rb.bytes_mut().capacity());
+            while let Some(body) = codec.decode(rb.bytes_mut()).unwrap() {
+                assert_eq!(body.len(), sizes[got], "frame {got}");
+                assert!(body.iter().enumerate().all(|(j, &b)| b == (got + j) as u8));
+                got += 1;
+                held.push_back(body);
+                if held.len() > 3 {
+                    held.pop_front();
+                }
+            }
+            // Still inside the allocation the read went into: the codec did not grow the buffer.
+            let now = rb.bytes_mut().as_ptr() as usize;
+            assert!(now >= region.0 && now + rb.bytes_mut().capacity() <= region.0 + region.1);
+        }
+        // 400 frames, 42 MB: buffers come from the spares most of the time.
+        assert!(rb.allocations() < 150, "{}", rb.allocations());
     }
 }

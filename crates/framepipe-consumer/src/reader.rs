@@ -38,6 +38,8 @@ pub(crate) type Msg = Result<RawFrame, Error>;
 pub(crate) struct ReaderConfig {
     pub(crate) codec: framepipe_codec::Builder,
     pub(crate) read_chunk: usize,
+    /// Most bytes of retired read buffers kept for reuse: the queue budget.
+    pub(crate) spare_bytes: usize,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -79,9 +81,14 @@ pub(crate) async fn read_frames(
     config: ReaderConfig,
     stats: Stats,
 ) {
-    let mut codec: RawCodec = config.codec.raw_codec();
-    // Blocks no larger than the retained capacity, or the codec would replace them (SPEC §2.3).
-    let mut rbuf = ReadBuffer::new(config.read_chunk.min(config.codec.get_retained_capacity()));
+    // The read buffer manages its memory itself (SPEC §7.1.5): the codec must not replace it after
+    // a large frame (SPEC §2.3), or the buffer could not be reused.
+    let mut codec: RawCodec = config
+        .codec
+        .clone()
+        .retained_capacity(usize::MAX)
+        .raw_codec();
+    let mut rbuf = ReadBuffer::new(config.read_chunk, config.spare_bytes);
     let mut gauge = ReadingGauge {
         stats: &stats,
         shown: 0,

@@ -100,6 +100,7 @@ impl Consumer {
         let config = ReaderConfig {
             codec: self.config.codec,
             read_chunk: self.config.read_chunk,
+            spare_bytes: self.config.get_queue_limits().get_max_bytes(),
             drain_timeout: self.config.drain_timeout,
         };
         let reader = tokio::spawn(read_frames(stream, peer, tx, config, self.stats.clone()));
