@@ -392,6 +392,9 @@ fn decode_typed_size<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     );
 }
 
+/// One way of parsing a body into records; returns how many it built.
+type Parse = fn(&[u8]) -> usize;
+
 /// `decode_bound`, at the reference frame only: what bounds typed decoding (BENCHMARKS.md). Not a
 /// comparison of stacks but of ways to parse the same body into the same `Vec<Record>`, plus a parse
 /// that builds nothing, which is as fast as any typed decode with serde_json could be.
@@ -400,7 +403,7 @@ fn decode_bound(c: &mut Criterion) {
     let batch = record_payload(RECORDS_PER_FRAME);
     let body = json_body(&batch);
     configure(&mut group, body.len());
-    let paths: [(&str, fn(&[u8]) -> usize); 4] = [
+    let paths: [(&str, Parse); 4] = [
         ("serde_json::from_slice", |b| {
             serde_json::from_slice::<Vec<Record>>(b)
                 .expect("parses")
