@@ -127,8 +127,8 @@ impl Builder {
     ///
     /// Frames are split off a block without copying, and a block is reused once every frame in it has
     /// been dropped (SPEC §7.1.5). The memory it bounds: what is read ahead of the frame being
-    /// assembled (one block), and up to 4 retired blocks kept for reuse per connection. Smaller
-    /// blocks mean more partial frames copied between blocks and more read calls.
+    /// assembled (one block), and up to 4 retired buffers (at most `budget` bytes) kept for reuse per
+    /// connection. Smaller blocks mean more partial frames copied between blocks and more read calls.
     pub fn read_chunk(&mut self, bytes: usize) -> &mut Self {
         self.read_chunk = bytes.max(4 * framepipe_codec::limits::RESERVE_STEP);
         self
