@@ -203,12 +203,15 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     // The claim of the demo, checked on the figures just measured.
     let socket_peaks = ps.flow.peak_send_queue_bytes + cs.flow.peak_recv_queue_bytes;
     let frame = ps.bytes_encoded / ps.frames_encoded.max(1);
-    let bound = 2 * args.budget as u64 + socket_peaks as u64 + 4 * frame + 256 * 1024 + 64 * 1024;
+    // SPEC §5.4, with the default write batch and read block.
+    let batch_and_block = (framepipe::producer::DEFAULT_WRITE_BATCH_BYTES
+        + framepipe::consumer::DEFAULT_READ_CHUNK) as u64;
+    let bound = 2 * args.budget as u64 + socket_peaks as u64 + 4 * frame + batch_and_block;
     let in_flight = (ps.flow.peak_in_flight_bytes + cs.flow.peak_in_flight_bytes) as u64;
     eprintln!(
         "backpressure: {} of data went through {} in flight at most (per-side peaks added); bound: \
          budgets 2 × {} + socket queue peaks {} + one frame in hand at 4 hand-offs + write batch \
-         and read chunk = {}; producer waited {} ms for room",
+         and read block = {}; producer waited {} ms for room",
         support::mb(ps.bytes_written),
         mib(in_flight),
         mib(args.budget as u64),
