@@ -298,6 +298,13 @@ mod tests {
                     held.pop_front();
                 }
             }
+            // The spares stay within their bounds: at most 4, at most `max_spare_bytes` in all.
+            assert!(rb.spares.len() <= MAX_SPARE_BLOCKS);
+            assert!(rb.spare_bytes <= 1 << 20);
+            assert_eq!(
+                rb.spare_bytes,
+                rb.spares.iter().map(|s| s.alloc).sum::<usize>()
+            );
             // Still inside the allocation the read went into: the codec did not grow the buffer.
             let now = rb.bytes_mut().as_ptr() as usize;
             assert!(now >= region.0 && now + rb.bytes_mut().capacity() <= region.0 + region.1);
