@@ -88,6 +88,8 @@ impl ReadBuffer {
     ///   received so far, never ahead of them).
     /// - The read leaves `RESERVE_STEP` bytes of room unless the frame needs them, so the codec finds
     ///   room for the frame the read leaves incomplete and never grows the buffer itself.
+    /// - The read takes at most one block past the end of the frame in progress, so the buffer never
+    ///   holds more than that frame plus a block (SPEC §5.4), however large its allocation.
     ///
     /// Costs at most one copy of the partial frame, and an allocation only when no spare is free.
     pub(crate) fn prepare_read(&mut self, needed: u64) -> usize {
@@ -111,7 +113,11 @@ impl ReadBuffer {
         }
         let room = self.buf.capacity() - self.buf.len();
         let limit = if needed <= room {
-            room.saturating_sub(RESERVE_STEP).max(needed)
+            // Past the frame in progress, read at most a block ahead (SPEC §5.4), even into a
+            // buffer grown for a large frame.
+            room.saturating_sub(RESERVE_STEP)
+                .min(needed.saturating_add(self.block))
+                .max(needed)
         } else {
             // More room than RESERVE_STEP is guaranteed above.
             room - RESERVE_STEP
@@ -284,7 +290,10 @@ mod tests {
         let mut rb = ReadBuffer::new(BLOCK, 1 << 20);
         let (mut pos, mut got, mut held) = (0, 0, VecDeque::new());
         while got < sizes.len() {
-            let limit = rb.prepare_read(codec.bytes_needed(rb.len()));
+            let needed = codec.bytes_needed(rb.len()) as usize;
+            let limit = rb.prepare_read(needed as u64);
+            // At most a block past the frame in progress, however large the buffer (SPEC §5.4).
+            assert!(limit <= needed.max(1) + BLOCK, "{limit} for {needed}");
             let n = limit.min(1 + rand(100_000)).min(wire.len() - pos);
             rb.read_with(limit, |b| b.put_slice(&wire[pos..pos + n]));
             pos += n;
