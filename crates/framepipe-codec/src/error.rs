@@ -54,6 +54,26 @@ pub enum Error {
         max: u32,
     },
 
+    /// The stream's first four bytes are over `max_frame_length` and read as the start of another
+    /// protocol (an HTTP request or response, a TLS or SSH handshake) or as text, so the peer is not
+    /// speaking framepipe at all (SPEC §3.5). Fatal, under either oversize policy: nothing was
+    /// buffered or skipped.
+    #[error(
+        "not a framepipe stream: its first 4 bytes {shown} look like {looks_like}, not a frame \
+         length (as one they would announce {length} bytes, over max_frame_length {max}); a \
+         framepipe stream starts with a 4-byte big-endian length",
+        shown = ShowBytes(header)
+    )]
+    NotFramepipe {
+        /// What the bytes look like: `"an HTTP request"`, `"a TLS handshake"`, `"text"`, ….
+        looks_like: &'static str,
+        /// The first four bytes of the stream.
+        header: [u8; 4],
+        /// Body length those bytes announce when read as a header.
+        length: u64,
+        /// The decoder's `max_frame_length`.
+        max: u32,
+    },
     /// A header announced more than `max_frame_length` bytes under [`OversizePolicy::Skip`]: the
     /// body is being discarded as it arrives (SPEC §3.3). Frame-local.
     ///
@@ -180,11 +200,12 @@ impl Error {
     }
 
     /// A short stable name for the kind of error, as used in a rejection [`Notice`](crate::Notice)
-    /// (SPEC §6.3): `frame_too_large`, `frame_skipped`, `truncated`, `empty_frame`, `invalid_json`,
+    /// (SPEC §6.3): `frame_too_large`, `not_framepipe`, `frame_skipped`, `truncated`, `empty_frame`, `invalid_json`,
     /// `unexpected_json`, `body_too_large`, `serialize` or `io`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::FrameTooLarge { .. } => "frame_too_large",
+            Error::NotFramepipe { .. } => "not_framepipe",
             Error::FrameSkipped { .. } => "frame_skipped",
             Error::Truncated { .. } => "truncated",
             Error::EmptyFrame { .. } => "empty_frame",
@@ -205,6 +226,7 @@ impl Error {
             | Error::EmptyFrame { frame, .. }
             | Error::InvalidJson { frame, .. }
             | Error::UnexpectedJson { frame, .. } => Some(frame),
+            Error::NotFramepipe { .. } => Some(0),
             Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
         }
     }
@@ -218,8 +240,52 @@ impl Error {
             | Error::EmptyFrame { offset, .. }
             | Error::InvalidJson { offset, .. }
             | Error::UnexpectedJson { offset, .. } => Some(offset),
+            Error::NotFramepipe { .. } => Some(0),
             Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
         }
+    }
+}
+
+/// What the first four bytes of a stream look like, if they are another protocol's or text rather
+/// than a frame length (SPEC §3.5). Only asked of a first header that is over the limit.
+pub(crate) fn foreign_protocol(header: [u8; 4]) -> Option<&'static str> {
+    const HTTP_METHODS: [&[u8; 4]; 9] = [
+        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
+    ];
+    if HTTP_METHODS.contains(&&header) {
+        Some("an HTTP request")
+    } else if &header == b"HTTP" {
+        Some("an HTTP response")
+    } else if &header == b"PRI " {
+        Some("an HTTP/2 connection preface")
+    } else if header[0] == 0x16 && header[1] == 0x03 && header[2] <= 0x04 {
+        Some("a TLS handshake (is the peer using TLS?)")
+    } else if &header == b"SSH-" {
+        Some("an SSH handshake")
+    } else if header
+        .iter()
+        .all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        Some(if matches!(header[0], b'{' | b'[' | b'"') {
+            "JSON text (sent without length headers?)"
+        } else {
+            "text"
+        })
+    } else {
+        None
+    }
+}
+
+/// Shows bytes as a quoted ASCII string with escapes, e.g. `"GET "` or `"\x16\x03\x01\x02"`.
+struct ShowBytes<'a>(&'a [u8; 4]);
+
+impl fmt::Display for ShowBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for &b in self.0 {
+            write!(f, "{}", std::ascii::escape_default(b))?;
+        }
+        f.write_str("\"")
     }
 }
 
@@ -272,6 +338,49 @@ mod tests {
         }
         .into();
         assert_eq!(io.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn other_protocols_are_named() {
+        assert_eq!(foreign_protocol(*b"GET "), Some("an HTTP request"));
+        assert_eq!(foreign_protocol(*b"HTTP"), Some("an HTTP response"));
+        assert_eq!(
+            foreign_protocol([0x16, 0x03, 0x01, 0x02]),
+            Some("a TLS handshake (is the peer using TLS?)")
+        );
+        assert_eq!(
+            foreign_protocol(*b"{\"a\""),
+            Some("JSON text (sent without length headers?)")
+        );
+        assert_eq!(foreign_protocol(*b"abcd"), Some("text"));
+        assert_eq!(foreign_protocol([0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(foreign_protocol([0x00, 0x00, 0x01, 0x00]), None);
+        let e = Error::NotFramepipe {
+            looks_like: "an HTTP request",
+            header: *b"GET ",
+            length: 1_195_725_856,
+            max: 16_777_216,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "not a framepipe stream: its first 4 bytes \"GET \" look like an HTTP request"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("1195725856"), "{msg}");
+        assert!(!e.is_frame_local());
+        assert_eq!(e.code(), "not_framepipe");
+        let tls = Error::NotFramepipe {
+            looks_like: "a TLS handshake",
+            header: [0x16, 0x03, 0x01, 0x02],
+            length: 0,
+            max: 0,
+        };
+        assert!(
+            tls.to_string().contains("\"\\x16\\x03\\x01\\x02\""),
+            "{tls}"
+        );
     }
 
     #[test]

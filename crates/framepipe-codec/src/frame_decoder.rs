@@ -115,6 +115,18 @@ impl FrameDecoder {
                     if announced > self.config.get_max_frame_length() {
                         let (length, max) =
                             (u64::from(announced), self.config.get_max_frame_length());
+                        // SPEC §3.5: a stream that starts with another protocol is named as such.
+                        let header = [src[0], src[1], src[2], src[3]];
+                        if offset == 0 {
+                            if let Some(looks_like) = crate::error::foreign_protocol(header) {
+                                return Err(Error::NotFramepipe {
+                                    looks_like,
+                                    header,
+                                    length,
+                                    max,
+                                });
+                            }
+                        }
                         match self.config.get_oversize_policy() {
                             // SPEC §3.3: the header stays unconsumed, so the error repeats.
                             OversizePolicy::Close => {

@@ -43,6 +43,69 @@ fn announced_length_u32_max_is_refused_before_any_body_arrives() {
     );
 }
 
+/// SPEC §3.5: a stream that opens with another protocol is named as such, under either policy.
+#[test]
+fn an_http_request_is_not_a_framepipe_stream_rather_than_a_huge_frame() {
+    for policy in [OversizePolicy::Close, OversizePolicy::Skip] {
+        let mut codec = Builder::new().oversize_policy(policy).raw_codec();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut buf = BytesMut::from(&request[..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotFramepipe {
+                    looks_like: "an HTTP request",
+                    header: [b'G', b'E', b'T', b' '],
+                    length: 1_195_725_856,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with("not a framepipe stream"),
+            "{err}"
+        );
+        assert!(!err.is_frame_local());
+        // Nothing was consumed or skipped.
+        assert_eq!(buf.len(), request.len());
+    }
+    let mut tls = BytesMut::from(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]);
+    let err = RawCodec::new().decode(&mut tls).unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // JSON without headers.
+    let mut json = BytesMut::from(&br#"{"id":1}"#[..]);
+    let err = RawCodec::new().decode(&mut json).unwrap_err();
+    assert!(err.to_string().contains("without length headers"), "{err}");
+}
+
+/// SPEC §3.5.3: only a stream's first header is classified; binary garbage is just too large.
+#[test]
+fn later_headers_and_binary_garbage_are_frame_too_large() {
+    let mut codec = RawCodec::new();
+    let mut buf = BytesMut::from(&frame(b"ok")[..]);
+    buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"ok");
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(Error::FrameTooLarge {
+            frame: 1,
+            offset: 6,
+            ..
+        })
+    ));
+    let mut garbage = BytesMut::from(&[0xC3, 0x28, 0xA0, 0xA1, 0xE2][..]);
+    assert!(matches!(
+        RawCodec::new().decode(&mut garbage),
+        Err(Error::FrameTooLarge { frame: 0, .. })
+    ));
+    // Within the limit, text-looking bytes are a length like any other.
+    let mut codec = Builder::new().max_frame_length(u32::MAX).raw_codec();
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1"[..]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+}
+
 #[test]
 fn limit_plus_one_is_refused_and_limit_is_accepted() {
     let mut codec = Builder::new().max_frame_length(1000).raw_codec();

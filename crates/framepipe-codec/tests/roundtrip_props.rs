@@ -215,6 +215,7 @@ proptest! {
             None => {}
             Some(Error::FrameSkipped { frame, .. }) => prop_assert!(skip && frame < input.len() as u64),
             Some(Error::FrameTooLarge { length, max: m, .. }) => prop_assert!(!skip && length > u64::from(m)),
+            Some(Error::NotFramepipe { length, max: m, .. }) => prop_assert!(length > u64::from(m) && reencoded.is_empty()),
             Some(other) => prop_assert!(false, "unexpected error {:?}", other),
         }
     }
@@ -237,7 +238,7 @@ proptest! {
                 Err(e) if e.is_frame_local() => prop_assert!(e.frame_index().is_some()),
                 Err(e) => {
                     prop_assert!(
-                        matches!(e, Error::FrameTooLarge { .. } | Error::Truncated { .. }),
+                        matches!(e, Error::FrameTooLarge { .. } | Error::NotFramepipe { .. } | Error::Truncated { .. }),
                         "unexpected fatal error {:?}", e
                     );
                     break;
