@@ -85,6 +85,14 @@ impl FrameDecoder {
     }
 
     /// Bytes still missing from the frame in progress when `buffered` bytes are buffered.
+    pub(crate) fn at_head(&self) -> bool {
+        matches!(self.state, State::Head)
+    }
+
+    pub(crate) fn is_skipping(&self) -> bool {
+        matches!(self.state, State::Skip { .. })
+    }
+
     pub(crate) fn bytes_needed(&self, buffered: usize) -> u64 {
         let buffered = buffered as u64;
         match self.state {

@@ -77,6 +77,19 @@ impl RawCodec {
         self.decoder.bytes_consumed()
     }
 
+    /// `true` while an oversized body is being discarded as it arrives (`OversizePolicy::Skip`,
+    /// SPEC §3.3): the frame is in progress although none of it stays buffered.
+    pub fn is_skipping(&self) -> bool {
+        self.decoder.is_skipping()
+    }
+
+    /// `true` if a frame is in progress (part of it has arrived, or it is being skipped), given
+    /// that `buffered` bytes are in the buffer after `decode` returned `Ok(None)`; `false` at a frame
+    /// boundary. Readers use it to tell an idle peer from one that stopped mid-frame.
+    pub fn mid_frame(&self, buffered: usize) -> bool {
+        buffered > 0 || !self.decoder.at_head()
+    }
+
     /// Bytes still to arrive before the frame in progress is complete, given that `buffered` bytes
     /// are in the buffer after `decode` returned `Ok(None)`: the rest of a header (the header's length
     /// is not known until it is complete), or the rest of a body (being skipped or not).

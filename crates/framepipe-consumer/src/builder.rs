@@ -3,9 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use framepipe_codec::limits::HEADER_LEN;
 use framepipe_codec::OversizePolicy;
 use framepipe_flow::queue::QueueLimits;
 use framepipe_flow::socket::{self, SocketOptions};
+use framepipe_flow::MemoryPool;
 use tokio::net::ToSocketAddrs;
 
 use crate::{Consumer, Error, SlowDown};
@@ -17,6 +19,15 @@ pub const DEFAULT_READ_CHUNK: usize = 256 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default interval at which the stages are sampled for the in-flight peak: 10 ms (SPEC §5.3).
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Default time a connection may stay silent between frames before it is closed: 120 s (SPEC §7.6).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default time a frame may take to arrive once its first byte has: 30 s (SPEC §7.6).
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default most connections served at once; more are refused with a notice: 256 (SPEC §7.6).
+pub const DEFAULT_MAX_OPEN_CONNECTIONS: usize = 256;
+/// Default cap on the bytes buffered across all connections: 128 MiB (SPEC §7.6).
+pub const DEFAULT_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
 
 /// Settings for a consumer. `Default` gives the values of SPEC §7.1.
 ///
@@ -46,6 +57,10 @@ pub struct Builder {
     pub(crate) read_chunk: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) sample_interval: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) frame_timeout: Option<Duration>,
+    pub(crate) max_open_connections: usize,
+    pub(crate) memory_limit: usize,
 }
 
 impl Default for Builder {
@@ -59,6 +74,10 @@ impl Default for Builder {
             read_chunk: DEFAULT_READ_CHUNK,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            max_open_connections: DEFAULT_MAX_OPEN_CONNECTIONS,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -141,6 +160,59 @@ impl Builder {
         self
     }
 
+    /// How long a connection may send nothing while no frame is in progress before it is closed
+    /// with [`Error::IdleTimeout`] (default 120 s; `None`: never). A peer that connects and never
+    /// sends, or vanishes without closing, holds a connection slot and its socket until then.
+    ///
+    /// Time the reader spends not reading because the connection's queue is full (backpressure)
+    /// does not count.
+    pub fn idle_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a frame may take to arrive once its first byte has (default 30 s; `None`: no
+    /// limit). A frame still incomplete then closes the connection with [`Error::FrameTimeout`]:
+    /// this bounds how long a peer that stops or trickles mid-frame holds the frame's memory. At the
+    /// default a 16 MiB frame needs at least 0.56 MB/s; raise it for large frames over slow links.
+    ///
+    /// Time the reader spends waiting for room in the queue or in the memory limit does not count.
+    pub fn frame_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once (default 256; at least 1). A connection beyond it is
+    /// accepted, sent a `connection_limit` notice (SPEC §6.3) and closed, and
+    /// [`Error::ConnectionLimit`] is logged; those open are not affected.
+    ///
+    /// The memory it bounds: per connection a task, a socket (its kernel buffers, §5.2) and, once
+    /// data arrives, a read block (`read_chunk`). Each also needs a file descriptor: keep it well
+    /// under the process's `RLIMIT_NOFILE`.
+    pub fn max_open_connections(&mut self, n: usize) -> &mut Self {
+        self.max_open_connections = n.max(1);
+        self
+    }
+
+    /// Cap on the bytes buffered across all connections together: read and not yet framed, queued,
+    /// or being handled (default 128 MiB; at least `max_frame_length` + 4, checked by `bind`).
+    ///
+    /// When it is reached, readers wait (and so stop reading their sockets, which slows their
+    /// producers through TCP) instead of allocating. A reader reserves a whole frame once its header
+    /// has arrived, so a frame that began always completes; reading ahead beyond the frame in
+    /// progress is only done while `max_frame_length` + 4 bytes would remain free (SPEC §7.6).
+    /// Not counted: the unfilled part of each connection's current read block (at most `read_chunk`
+    /// each) and the allocator's own overhead.
+    pub fn memory_limit(&mut self, bytes: usize) -> &mut Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The cap on bytes buffered across all connections.
+    pub fn get_memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
     /// How often the stages are sampled for the in-flight peak (default 10 ms).
     pub fn sample_interval(&mut self, interval: Duration) -> &mut Self {
         self.sample_interval = interval.max(Duration::from_millis(1));
@@ -174,6 +246,23 @@ impl Builder {
     where
         A: ToSocketAddrs + fmt::Display,
     {
+        let frame = u64::from(self.codec.get_max_frame_length()) + HEADER_LEN as u64;
+        if (self.memory_limit as u64) < frame {
+            return Err(Error::Config(format!(
+                "memory_limit {} is smaller than one frame of max_frame_length {} plus its \
+                 4-byte header, so such a frame could never be read; raise memory_limit to at \
+                 least {frame} or lower max_frame_length",
+                self.memory_limit,
+                self.codec.get_max_frame_length()
+            )));
+        }
+        if self.memory_limit > MemoryPool::MAX_LIMIT {
+            return Err(Error::Config(format!(
+                "memory_limit {} is over the largest supported, {}",
+                self.memory_limit,
+                MemoryPool::MAX_LIMIT
+            )));
+        }
         let shown = addr.to_string();
         let listener = socket::bind(addr, &self.socket)
             .await

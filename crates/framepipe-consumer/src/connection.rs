@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use framepipe_flow::queue::Receiver;
+use framepipe_flow::Reservation;
 use futures::Stream;
 use tokio::task::JoinHandle;
 
@@ -41,6 +42,9 @@ pub struct Connection<M: Mode> {
     stats: Stats,
     reader: JoinHandle<()>,
     open: bool,
+    /// The memory-limit share of the frame last yielded: given back when the next is asked for
+    /// (SPEC §7.6), so a frame counts while it is handled.
+    handed_out: Option<Reservation>,
 }
 
 impl<M: Mode> fmt::Debug for Connection<M> {
@@ -69,6 +73,7 @@ impl<M: Mode> Connection<M> {
             stats,
             reader,
             open: true,
+            handed_out: None,
         }
     }
 
@@ -89,6 +94,7 @@ impl<M: Mode> Stream for Connection<M> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        this.handed_out = None;
         let msg = match this.rx.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
@@ -105,6 +111,7 @@ impl<M: Mode> Stream for Connection<M> {
             }
         };
         let wire_bytes = raw.wire_len();
+        this.handed_out = Some(raw.memory);
         match this.mode.decode(raw.body, raw.frame, raw.offset) {
             Ok(item) => {
                 this.stats.add_handled(wire_bytes);

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// What went wrong on the consumer side.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,59 @@ pub enum Error {
         source: framepipe_codec::Error,
     },
 
+    /// `peer` sent nothing for `idle` while no frame was in progress (`idle_timeout`, SPEC §7.6);
+    /// the connection was closed after a notice.
+    #[error(
+        "{peer}: closed after {} s without data between frames (idle_timeout; the peer connected \
+         and went quiet, or vanished without closing)",
+        idle.as_secs_f64()
+    )]
+    IdleTimeout {
+        /// The producer's address.
+        peer: SocketAddr,
+        /// How long it was idle.
+        idle: Duration,
+    },
+
+    /// Frame `frame` from `peer` was not complete `waited` after it began (`frame_timeout`,
+    /// SPEC §7.6): the peer sends too slowly or stopped mid-frame. The connection was closed after a
+    /// notice; frames before it were delivered.
+    #[error(
+        "{peer}: frame {frame} was still incomplete {} s after it began ({buffered} bytes \
+         buffered, {missing} more due; frame_timeout): the peer sends too slowly or stopped \
+         mid-frame",
+        waited.as_secs_f64()
+    )]
+    FrameTimeout {
+        /// The producer's address.
+        peer: SocketAddr,
+        /// Index of the incomplete frame in the stream.
+        frame: u64,
+        /// Bytes of it buffered (a body being skipped buffers none).
+        buffered: u64,
+        /// Bytes still due to complete it (the rest of the header, if that was incomplete).
+        missing: u64,
+        /// Time since it began, not counting time the reader waited for queue or memory room.
+        waited: Duration,
+    },
+
+    /// A connection from `peer` was refused because `limit` connections were open
+    /// (`max_open_connections`, SPEC §7.6). The peer was sent a notice and the connection closed.
+    #[error(
+        "refused connection from {peer}: max_open_connections ({limit}) are open; it was sent a \
+         connection_limit notice and closed"
+    )]
+    ConnectionLimit {
+        /// The refused peer's address.
+        peer: SocketAddr,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The settings cannot work together; nothing was bound.
+    #[error("invalid consumer settings: {0}")]
+    Config(String),
+
     /// Reading from `peer` failed; the connection is closed.
     #[error("{peer}: reading failed: {source}")]
     Io {
@@ -38,19 +92,59 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short stable name for the error, as sent in a rejection notice (SPEC §6.3): the codec's
+    /// code for frame errors, else `idle_timeout`, `frame_timeout`, `connection_limit`, `io`,
+    /// `bind` or `config`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Frame { source, .. } => source.code(),
+            Error::IdleTimeout { .. } => "idle_timeout",
+            Error::FrameTimeout { .. } => "frame_timeout",
+            Error::ConnectionLimit { .. } => "connection_limit",
+            Error::Io { .. } => "io",
+            Error::Bind { .. } => "bind",
+            Error::Config(_) => "config",
+        }
+    }
+
+    /// The notice telling the producer why its connection is being closed (SPEC §6.3).
+    pub(crate) fn notice(&self) -> framepipe_codec::Notice {
+        match self {
+            Error::Frame { source, .. } => framepipe_codec::Notice::from_error(source),
+            other => framepipe_codec::Notice {
+                error: other.code().to_owned(),
+                frame: match other {
+                    Error::FrameTimeout { frame, .. } => *frame,
+                    _ => 0,
+                },
+                offset: 0,
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// `true` if the connection ended because of this error; `false` if only one frame was lost.
     pub fn is_fatal(&self) -> bool {
         match self {
             Error::Frame { source, .. } => !source.is_frame_local(),
-            Error::Bind { .. } | Error::Io { .. } => true,
+            Error::Bind { .. }
+            | Error::Io { .. }
+            | Error::IdleTimeout { .. }
+            | Error::FrameTimeout { .. }
+            | Error::ConnectionLimit { .. }
+            | Error::Config(_) => true,
         }
     }
 
     /// The producer's address, for errors on a connection.
     pub fn peer(&self) -> Option<SocketAddr> {
         match self {
-            Error::Frame { peer, .. } | Error::Io { peer, .. } => Some(*peer),
-            Error::Bind { .. } => None,
+            Error::Frame { peer, .. }
+            | Error::Io { peer, .. }
+            | Error::IdleTimeout { peer, .. }
+            | Error::FrameTimeout { peer, .. }
+            | Error::ConnectionLimit { peer, .. } => Some(*peer),
+            Error::Bind { .. } | Error::Config(_) => None,
         }
     }
 }

@@ -33,7 +33,11 @@ mod server;
 mod slow;
 mod stats;
 
-pub use builder::{Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_READ_CHUNK, DEFAULT_SAMPLE_INTERVAL};
+pub use builder::{
+    Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_OPEN_CONNECTIONS, DEFAULT_MEMORY_LIMIT, DEFAULT_READ_CHUNK,
+    DEFAULT_SAMPLE_INTERVAL,
+};
 pub use connection::{Connection, Delivery};
 pub use error::Error;
 pub use mode::{Json, Mode, Raw, Validate};

@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, BytesMut};
 use framepipe_codec::limits::RESERVE_STEP;
+use framepipe_flow::Reservation;
 
 /// Retired buffers kept for reuse: at most 4, and at most the connection's queue budget in bytes
 /// (`ReadBuffer::new`). Buffers still pinned by queued frames count too; when the list is full the
@@ -41,20 +42,29 @@ pub(crate) struct ReadBuffer {
     /// Sum of the spares' allocations.
     spare_bytes: usize,
     max_spare_bytes: usize,
+    /// Covers the spares' allocations in the consumer's memory limit (SPEC §7.6), if there is one:
+    /// a retired buffer is kept only if the limit has room for it.
+    spare_memory: Option<Reservation>,
     block: usize,
     allocations: u64,
 }
 
 impl ReadBuffer {
     /// A buffer that reads into blocks of `block` bytes (at least 4 × `RESERVE_STEP`) and keeps
-    /// retired buffers of at most `max_spare_bytes` in total for reuse.
-    pub(crate) fn new(block: usize, max_spare_bytes: usize) -> Self {
+    /// retired buffers of at most `max_spare_bytes` in total for reuse, each only if `spare_memory`
+    /// (when given) can grow to cover it. Nothing is allocated until the first `prepare_read`.
+    pub(crate) fn new(
+        block: usize,
+        max_spare_bytes: usize,
+        spare_memory: Option<Reservation>,
+    ) -> Self {
         ReadBuffer {
             buf: BytesMut::new(),
             alloc: 0,
             spares: VecDeque::with_capacity(MAX_SPARE_BLOCKS + 1),
             spare_bytes: 0,
             max_spare_bytes,
+            spare_memory,
             block: block.max(4 * RESERVE_STEP),
             allocations: 0,
         }
@@ -155,7 +165,11 @@ impl ReadBuffer {
         next.extend_from_slice(&self.buf);
         let mut old = std::mem::replace(&mut self.buf, next);
         let old_alloc = std::mem::replace(&mut self.alloc, next_alloc);
-        if old_alloc > 0 {
+        let room = match &mut self.spare_memory {
+            Some(memory) => memory.try_grow_keeping(self.spare_bytes + old_alloc),
+            None => true,
+        };
+        if old_alloc > 0 && room {
             old.clear();
             self.spares.push_back(Spare {
                 buf: old,
@@ -166,6 +180,9 @@ impl ReadBuffer {
                 let oldest = self.spares.pop_front().expect("not empty");
                 self.spare_bytes -= oldest.alloc;
             }
+        }
+        if let Some(memory) = &mut self.spare_memory {
+            memory.shrink_to(self.spare_bytes);
         }
     }
 }
@@ -187,7 +204,7 @@ mod tests {
 
     #[test]
     fn blocks_are_reused_once_their_frames_are_dropped() {
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         let mut held: Vec<Bytes> = Vec::new();
         for round in 0..50u8 {
             // A 20,000-byte frame arrives in pieces and is split off.
@@ -208,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_would_straddle_moves_to_a_new_block_with_its_start() {
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         // One read brings a 50,000-byte frame and the first 6,000 bytes of a 20,000-byte one.
         assert_eq!(read(&mut rb, 4, 56_000, 1), 56_000);
         let first = rb.bytes_mut().split_to(50_000).freeze();
@@ -230,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_nearly_used_block_is_left_before_reading() {
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         assert_eq!(read(&mut rb, 4, 60_000, 1), BLOCK - RESERVE_STEP);
         let _frame = rb.bytes_mut().split_to(BLOCK - RESERVE_STEP).freeze();
         // Exactly RESERVE_STEP left: the next read goes to a new block, not into the last 8 KiB.
@@ -240,17 +257,17 @@ mod tests {
 
     #[test]
     fn reads_leave_room_so_the_codec_need_not_grow_the_buffer() {
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         let limit = rb.prepare_read(4);
         assert_eq!(limit, BLOCK - RESERVE_STEP);
         // Unless the frame in progress needs that room itself.
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         assert_eq!(rb.prepare_read(BLOCK as u64), BLOCK);
     }
 
     #[test]
     fn frames_longer_than_a_block_grow_only_when_room_runs_out() {
-        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK);
+        let mut rb = ReadBuffer::new(BLOCK, 4 * BLOCK, None);
         read(&mut rb, 4, 10, 0);
         let before = rb.bytes_mut().as_ptr();
         let limit = rb.prepare_read(1 << 20);
@@ -287,7 +304,7 @@ mod tests {
         }
 
         let mut codec = RawCodec::new();
-        let mut rb = ReadBuffer::new(BLOCK, 1 << 20);
+        let mut rb = ReadBuffer::new(BLOCK, 1 << 20, None);
         let (mut pos, mut got, mut held) = (0, 0, VecDeque::new());
         while got < sizes.len() {
             let needed = codec.bytes_needed(rb.len()) as usize;

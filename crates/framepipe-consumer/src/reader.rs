@@ -3,12 +3,13 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framepipe_codec::limits::HEADER_LEN;
 use framepipe_codec::{Notice, RawCodec};
 use framepipe_flow::queue::Sender;
+use framepipe_flow::{MemoryPool, Reservation};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -16,12 +17,14 @@ use crate::read_buffer::ReadBuffer;
 use crate::stats::Stats;
 use crate::Error;
 
-/// A frame as it travels through the queue: the body as it arrived, and where it was in the stream.
+/// A frame as it travels through the queue: the body as it arrived, where it was in the stream, and
+/// its bytes' share of the consumer's memory limit (given back when the frame is dropped).
 #[derive(Debug)]
 pub(crate) struct RawFrame {
     pub(crate) body: Bytes,
     pub(crate) frame: u64,
     pub(crate) offset: u64,
+    pub(crate) memory: Reservation,
 }
 
 impl RawFrame {
@@ -41,6 +44,8 @@ pub(crate) struct ReaderConfig {
     /// Most bytes of retired read buffers kept for reuse: the queue budget.
     pub(crate) spare_bytes: usize,
     pub(crate) drain_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) frame_timeout: Option<Duration>,
 }
 
 /// Keeps the `reading` gauge equal to the bytes this connection holds in its read buffer.
@@ -67,20 +72,54 @@ impl Drop for ReadingGauge<'_> {
     }
 }
 
+/// How reading a connection ended.
+enum Ending {
+    /// The peer closed at a frame boundary, or the handler side went away.
+    Done,
+    /// A fatal error; `notice`: tell the producer and drain before closing (SPEC §6.3).
+    Fatal { err: Error, notice: bool },
+}
+
 /// Reads frames from `stream` into `tx` until the peer closes, an error ends the connection, or the
 /// handler side goes away.
 ///
 /// # Backpressure
 /// While `tx` is full this task does not read: the socket's receive queue fills, the TCP window
 /// closes, and the producer's writes stop. Memory held here is the read buffer: at most one frame
-/// (the one waiting for room in the queue) plus the rest of its block (`read_chunk`).
+/// (the one waiting for room in the queue) plus one block (`read_chunk`) read past it, all of it
+/// reserved from `memory` before it was read (SPEC §7.6).
 pub(crate) async fn read_frames(
     stream: Arc<TcpStream>,
     peer: SocketAddr,
     tx: Sender<Msg>,
     config: ReaderConfig,
     stats: Stats,
+    memory: MemoryPool,
 ) {
+    // Every buffer is dropped when `read_until_end` returns, before the notice and the drain.
+    match read_until_end(&stream, peer, &tx, &config, &stats, &memory).await {
+        Ending::Done => {}
+        Ending::Fatal { err, notice } => {
+            if notice {
+                send_notice(&stream, &err.notice()).await;
+            }
+            let _ = tx.send(Err(err), 0).await;
+            if notice {
+                drain(&stream, config.drain_timeout).await;
+            }
+        }
+    }
+}
+
+/// The reader's loop; returns how it ended, with every buffer it used dropped.
+async fn read_until_end(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    tx: &Sender<Msg>,
+    config: &ReaderConfig,
+    stats: &Stats,
+    memory: &MemoryPool,
+) -> Ending {
     // The read buffer manages its memory itself (SPEC §7.1.5): the codec must not replace it after
     // a large frame (SPEC §2.3), or the buffer could not be reused.
     let mut codec: RawCodec = config
@@ -88,12 +127,18 @@ pub(crate) async fn read_frames(
         .clone()
         .retained_capacity(usize::MAX)
         .raw_codec();
-    let mut rbuf = ReadBuffer::new(config.read_chunk, config.spare_bytes);
-    let mut gauge = ReadingGauge {
-        stats: &stats,
-        shown: 0,
-    };
+    let mut rbuf = ReadBuffer::new(
+        config.read_chunk,
+        config.spare_bytes,
+        Some(memory.reservation()),
+    );
+    // Covers the bytes in `rbuf`, and the rest of the frame in progress once its length is known.
+    let mut held = memory.reservation();
+    let mut gauge = ReadingGauge { stats, shown: 0 };
     let mut eof = false;
+    // SPEC §7.6: when the frame in progress began, and by when it must be complete.
+    let mut frame_began: Option<(Instant, Option<Instant>)> = None;
+    let mut idle_since = Instant::now();
     loop {
         // Frame everything already buffered.
         loop {
@@ -107,74 +152,124 @@ pub(crate) async fn read_frames(
                 Ok(Some(body)) => {
                     stats.add_framed();
                     let frame = codec.frames_decoded() - 1;
-                    let offset = codec.bytes_decoded() - (body.len() + HEADER_LEN) as u64;
+                    let len = body.len() + HEADER_LEN;
+                    let offset = codec.bytes_decoded() - len as u64;
+                    // The frame's bytes were reserved before they were read; they go with it.
+                    let memory = held.split(len.min(held.bytes()));
                     let raw = RawFrame {
                         body,
                         frame,
                         offset,
+                        memory,
                     };
-                    let len = raw.wire_len();
                     // Until the queue takes it, the frame counts as read-buffer bytes.
                     gauge.set(rbuf.len() + len);
                     let sent = tx.send(Ok(raw), len).await;
                     gauge.set(rbuf.len());
                     if sent.is_err() {
-                        return; // the handler side is gone
+                        return Ending::Done; // the handler side is gone
                     }
+                    // The next frame's time starts once the reader comes back to it, so time spent
+                    // waiting for queue room is not counted against the peer (SPEC §7.6).
+                    frame_began = None;
+                    idle_since = Instant::now();
                 }
-                Ok(None) if eof => return,
+                Ok(None) if eof => return Ending::Done,
                 Ok(None) => break,
                 Err(source) if source.is_frame_local() => {
                     let _ = tx.send(Err(Error::Frame { peer, source }), 0).await;
                 }
                 Err(source) => {
-                    let notice = !eof;
-                    let err = Error::Frame { peer, source };
-                    if notice {
-                        if let Error::Frame { source, .. } = &err {
-                            send_notice(&stream, source).await;
-                        }
-                    }
-                    gauge.set(0);
-                    let _ = tx.send(Err(err), 0).await;
-                    if notice {
-                        drain(&stream, config.drain_timeout).await;
-                    }
-                    return;
+                    return Ending::Fatal {
+                        err: Error::Frame { peer, source },
+                        notice: !eof,
+                    };
                 }
             }
         }
         gauge.set(rbuf.len());
-        let limit = rbuf.prepare_read(codec.bytes_needed(rbuf.len()));
-        match read_some(&stream, &mut rbuf, limit).await {
+        let buffered = rbuf.len();
+        let needed = codec.bytes_needed(buffered);
+        let now = Instant::now();
+        let deadline = if codec.mid_frame(buffered) {
+            let (_, deadline) =
+                *frame_began.get_or_insert_with(|| (now, config.frame_timeout.map(|t| now + t)));
+            deadline
+        } else {
+            frame_began = None;
+            config.idle_timeout.map(|t| idle_since + t)
+        };
+
+        // Wait for the peer, at most until the deadline.
+        let ready = match deadline {
+            Some(at) => match tokio::time::timeout_at(at.into(), stream.readable()).await {
+                Ok(ready) => ready,
+                Err(_) => {
+                    let err = match frame_began {
+                        Some((began, _)) => Error::FrameTimeout {
+                            peer,
+                            // The header of a frame whose body is due has been counted.
+                            frame: codec.frames_decoded() - u64::from(codec.mid_frame(0)),
+                            buffered: buffered as u64,
+                            missing: needed,
+                            waited: began.elapsed(),
+                        },
+                        None => Error::IdleTimeout {
+                            peer,
+                            idle: idle_since.elapsed(),
+                        },
+                    };
+                    return Ending::Fatal { err, notice: true };
+                }
+            },
+            None => stream.readable().await,
+        };
+        if let Err(source) = ready {
+            return Ending::Fatal {
+                err: Error::Io { peer, source },
+                notice: false,
+            };
+        }
+
+        // Reserve before reading (SPEC §7.6): the whole frame in progress, waiting if need be (a
+        // body being skipped needs only a block at a time), then up to a block more if that leaves
+        // room for a frame.
+        let needed = usize::try_from(needed).unwrap_or(usize::MAX).max(1);
+        let due = if codec.is_skipping() {
+            needed.min(config.read_chunk)
+        } else {
+            needed
+        };
+        let required = buffered.saturating_add(due).min(memory.limit());
+        held.shrink_to(required);
+        let waited = held.grow_to(required).await;
+        if let Some((_, Some(deadline))) = &mut frame_began {
+            *deadline += waited;
+        }
+        let limit = rbuf.prepare_read(needed as u64);
+        held.try_grow_keeping(buffered.saturating_add(limit));
+        let limit = limit.min(held.bytes() - buffered);
+        match rbuf.read_with(limit, |b| stream.try_read_buf(b)) {
             Ok(0) => eof = true,
             Ok(n) => {
                 stats.add_read(n);
                 gauge.set(rbuf.len());
+                idle_since = Instant::now();
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(source) => {
-                gauge.set(0);
-                let _ = tx.send(Err(Error::Io { peer, source }), 0).await;
-                return;
+                return Ending::Fatal {
+                    err: Error::Io { peer, source },
+                    notice: false,
+                }
             }
-        }
-    }
-}
-
-/// Reads once, at most `limit` bytes, waiting until the socket is readable.
-async fn read_some(stream: &TcpStream, buf: &mut ReadBuffer, limit: usize) -> io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match buf.read_with(limit, |b| stream.try_read_buf(b)) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
         }
     }
 }
 
 /// Tells the producer why the connection is being closed (SPEC §6.3), then ends our direction.
-async fn send_notice(stream: &TcpStream, err: &framepipe_codec::Error) {
-    let frame = Notice::from_error(err).to_frame();
+async fn send_notice(stream: &TcpStream, notice: &Notice) {
+    let frame = notice.to_frame();
     let mut written = 0;
     // A notice is under 4 KiB and the producer reads continuously; give up after a second.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -194,7 +289,7 @@ async fn send_notice(stream: &TcpStream, err: &framepipe_codec::Error) {
 
 /// Reads and discards what the producer still sends, for up to `timeout` or until it closes, so
 /// closing with unread bytes does not reset the connection before the notice is read (SPEC §6.3).
-async fn drain(stream: &TcpStream, timeout: Duration) {
+pub(crate) async fn drain(stream: &TcpStream, timeout: Duration) {
     let mut sink = [0u8; 16 * 1024];
     let _ = tokio::time::timeout(timeout, async {
         loop {

@@ -2,22 +2,26 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use framepipe_codec::limits::HEADER_LEN;
 use framepipe_flow::queue;
+use framepipe_flow::MemoryPool;
 use framepipe_flow::SocketSet;
 use futures::StreamExt;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::builder::Builder;
-use crate::reader::{read_frames, ReaderConfig};
+use crate::reader::{drain, read_frames, ReaderConfig};
 use crate::slow::Pacer;
 use crate::stats::{ConnectionReport, Report, Stats};
-use crate::{Connection, Delivery, Mode};
+use crate::{Connection, Delivery, Error, Mode};
 
 /// A listening consumer. Make one with [`Consumer::builder`]; then either [`Consumer::serve`] with a
 /// handler, or take connections one at a time with [`Consumer::accept`].
@@ -29,7 +33,15 @@ pub struct Consumer {
     stats: Stats,
     sampler: JoinHandle<()>,
     seeds: AtomicU64,
+    memory: MemoryPool,
+    /// Bounds the refused connections still being drained (SPEC §7.6).
+    refusing: Arc<Semaphore>,
+    last_refusal_log: Mutex<Option<Instant>>,
 }
+
+/// Most refused connections kept open at once to let their producers read the notice; beyond
+/// that they are closed straight after it is written.
+const MAX_REFUSALS_DRAINING: usize = 32;
 
 impl Drop for Consumer {
     fn drop(&mut self) {
@@ -45,7 +57,10 @@ impl Consumer {
 
     pub(crate) fn new(listener: TcpListener, config: Builder) -> Self {
         let sockets = SocketSet::new();
-        let stats = Stats::new(sockets.clone());
+        // `Builder::bind` checked that a whole frame fits the limit.
+        let frame = config.codec.get_max_frame_length() as usize + HEADER_LEN;
+        let memory = MemoryPool::new(config.memory_limit, frame);
+        let stats = Stats::new(sockets.clone(), memory.clone());
         let sampler = tokio::spawn({
             let monitor = stats.monitor().clone();
             let every = config.sample_interval;
@@ -68,6 +83,9 @@ impl Consumer {
             stats,
             sampler,
             seeds: AtomicU64::new(seed),
+            memory,
+            refusing: Arc::new(Semaphore::new(MAX_REFUSALS_DRAINING)),
+            last_refusal_log: Mutex::new(None),
         }
     }
 
@@ -90,7 +108,13 @@ impl Consumer {
     }
 
     async fn accept_shared<M: Mode>(&self, mode: Arc<M>) -> io::Result<Connection<M>> {
-        let (stream, peer) = self.listener.accept().await?;
+        let (stream, peer) = loop {
+            let (stream, peer) = self.listener.accept().await?;
+            if self.stats.open_connections() < self.config.max_open_connections as u64 {
+                break (stream, peer);
+            }
+            self.refuse(stream, peer);
+        };
         if let Err(e) = self.config.socket.apply_connected(&stream) {
             tracing::debug!(%peer, "socket options not applied: {e}");
         }
@@ -102,9 +126,53 @@ impl Consumer {
             read_chunk: self.config.read_chunk,
             spare_bytes: self.config.get_queue_limits().get_max_bytes(),
             drain_timeout: self.config.drain_timeout,
+            idle_timeout: self.config.idle_timeout,
+            frame_timeout: self.config.frame_timeout,
         };
-        let reader = tokio::spawn(read_frames(stream, peer, tx, config, self.stats.clone()));
+        let reader = tokio::spawn(read_frames(
+            stream,
+            peer,
+            tx,
+            config,
+            self.stats.clone(),
+            self.memory.clone(),
+        ));
         Ok(Connection::new(peer, rx, mode, self.stats.clone(), reader))
+    }
+
+    /// Refuses a connection over `max_open_connections` (SPEC §7.6): writes a `connection_limit`
+    /// notice, closes our direction, and lets the producer read it before the socket is dropped.
+    /// Never waits: the notice goes into the new socket's empty send buffer.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr) {
+        self.stats.add_refused();
+        let err = Error::ConnectionLimit {
+            peer,
+            limit: self.config.max_open_connections,
+        };
+        let now = Instant::now();
+        let mut last = self
+            .last_refusal_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            let refused = self.stats.refused();
+            tracing::warn!(%peer, refused_so_far = refused, "{err}");
+        } else {
+            tracing::debug!(%peer, "{err}");
+        }
+        drop(last);
+        let _ = stream.try_write(&err.notice().to_frame());
+        let _ = socket2::SockRef::from(&stream).shutdown(Shutdown::Write);
+        // Closing with unread input would reset the connection and could discard the notice: keep
+        // a bounded number open until their producers close or the drain timeout passes.
+        if let Ok(permit) = self.refusing.clone().try_acquire_owned() {
+            let timeout = self.config.drain_timeout;
+            tokio::spawn(async move {
+                drain(&stream, timeout).await;
+                drop(permit);
+            });
+        }
     }
 
     /// Serves connections until [`Builder::max_connections`] have been accepted and have ended (or

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use framepipe_flow::{FlowSnapshot, Monitor, SocketSet, StageGauge};
+use framepipe_flow::{FlowSnapshot, MemoryPool, Monitor, PoolSnapshot, SocketSet, StageGauge};
 use serde::Serialize;
 
 /// A live view of a consumer: totals over all connections. Cheap to clone.
@@ -24,6 +24,7 @@ struct Inner {
     started: Instant,
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
+    connections_refused: AtomicU64,
     frames_read: AtomicU64,
     bytes_read: AtomicU64,
     frames_handled: AtomicU64,
@@ -36,6 +37,7 @@ struct Inner {
     queue: StageGauge,
     handling: StageGauge,
     monitor: Monitor,
+    memory: MemoryPool,
 }
 
 /// One reading of [`Stats`]. Serializes to JSON.
@@ -50,6 +52,8 @@ pub struct Snapshot {
     pub connections_accepted: u64,
     /// Connections open now.
     pub connections_open: u64,
+    /// Connections refused because `max_open_connections` were open (SPEC §7.6).
+    pub connections_refused: u64,
     /// Frames framed off sockets (including frames later refused by the mode).
     pub frames_read: u64,
     /// Bytes read from sockets.
@@ -65,10 +69,13 @@ pub struct Snapshot {
     pub slowed_ms: u64,
     /// Every stage, the socket queues and the process's memory.
     pub flow: FlowSnapshot,
+    /// The memory limit across connections: bytes reserved now and at most, and how often and
+    /// how long readers waited for room (SPEC §7.6).
+    pub memory: PoolSnapshot,
 }
 
 impl Stats {
-    pub(crate) fn new(sockets: SocketSet) -> Self {
+    pub(crate) fn new(sockets: SocketSet, memory: MemoryPool) -> Self {
         let reading = StageGauge::new("reading");
         let queue = StageGauge::new("queue");
         let handling = StageGauge::new("handling");
@@ -81,6 +88,7 @@ impl Stats {
                 started: Instant::now(),
                 connections_accepted: AtomicU64::new(0),
                 connections_open: AtomicU64::new(0),
+                connections_refused: AtomicU64::new(0),
                 frames_read: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
                 frames_handled: AtomicU64::new(0),
@@ -93,6 +101,7 @@ impl Stats {
                 queue,
                 handling,
                 monitor,
+                memory,
             }),
         }
     }
@@ -114,6 +123,7 @@ impl Stats {
             busy_secs,
             connections_accepted: i.connections_accepted.load(Relaxed),
             connections_open: open,
+            connections_refused: i.connections_refused.load(Relaxed),
             frames_read: i.frames_read.load(Relaxed),
             bytes_read: i.bytes_read.load(Relaxed),
             frames_handled: i.frames_handled.load(Relaxed),
@@ -121,6 +131,7 @@ impl Stats {
             errors: i.errors.load(Relaxed),
             slowed_ms: i.slowed_nanos.load(Relaxed) / 1_000_000,
             flow: i.monitor.sample(),
+            memory: i.memory.snapshot(),
         }
     }
 
@@ -153,6 +164,18 @@ impl Stats {
 
     pub(crate) fn handling_gauge(&self) -> &StageGauge {
         &self.inner.handling
+    }
+
+    pub(crate) fn open_connections(&self) -> u64 {
+        self.inner.connections_open.load(Relaxed)
+    }
+
+    pub(crate) fn add_refused(&self) {
+        self.inner.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn refused(&self) -> u64 {
+        self.inner.connections_refused.load(Relaxed)
     }
 
     pub(crate) fn connection_opened(&self) {

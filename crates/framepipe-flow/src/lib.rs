@@ -7,7 +7,8 @@
 //!
 //! The kernel's socket queues are stages too: [`SocketSet`] sums them ([`probe`] reads them), and a
 //! [`Monitor`] puts every stage, the sockets and the process's RSS into one [`FlowSnapshot`].
-//! [`socket`] holds the TCP options both ends apply.
+//! [`socket`] holds the TCP options both ends apply. A [`MemoryPool`] caps the bytes buffered across
+//! many connections.
 //!
 //! ```
 //! use framepipe_flow::{queue, StageGauge};
@@ -29,6 +30,7 @@
 )]
 
 mod gauge;
+pub mod pool;
 pub mod probe;
 pub mod queue;
 mod snapshot;
@@ -36,5 +38,6 @@ pub mod socket;
 mod sockets;
 
 pub use gauge::{StageGauge, StageSnapshot};
+pub use pool::{MemoryPool, PoolSnapshot, Reservation};
 pub use snapshot::{FlowSnapshot, Monitor};
 pub use sockets::{SocketQueues, SocketSet};
