@@ -20,7 +20,8 @@ use support::{parse_interval, parse_size, stats_line, Summary};
 /// Each frame is a JSON array of --records-per-frame copies of the record (50 copies: 60,901 bytes,
 /// byte-identical to the JavaScript producer). Prints a stats line every --stats-interval and a
 /// summary at the end. Exit status: 0 sent and confirmed; 2 cannot connect; 3 a frame was rejected by
-/// the consumer; 4 the consumer closed the connection early; 5 any other failure.
+/// the consumer; 4 the consumer closed the connection early; 5 any other failure (among them a
+/// consumer that stopped reading for --stall-timeout, or a peer that is not a framepipe consumer).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -44,6 +45,11 @@ struct Args {
     #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 
+    /// Give up when the consumer accepts no bytes for this long while frames wait (e.g. 60s, 500ms;
+    /// `off` waits for ever). Pauses of the source do not count.
+    #[arg(long, default_value = "60s", value_parser = parse_timeout, value_name = "SECS")]
+    stall_timeout: Timeout,
+
     /// Interval between stats lines (e.g. 1, 0.5s, 250ms).
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "SECS")]
     stats_interval: Duration,
@@ -61,6 +67,7 @@ async fn main() -> ExitCode {
 
     let conn = match Producer::builder()
         .budget(args.budget)
+        .stall_timeout(args.stall_timeout.0)
         .connect(&args.connect)
         .await
     {
@@ -129,6 +136,18 @@ async fn main() -> ExitCode {
             ExitCode::from(5)
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// A duration, or `None` for `off` (clap treats a bare `Option` as "flag may be absent").
+#[derive(Debug, Clone, Copy)]
+struct Timeout(Option<Duration>);
+
+/// `off` (or `0`), else a duration as `parse_interval` reads it.
+fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    match s.trim() {
+        "off" | "0" => Ok(Timeout(None)),
+        t => parse_interval(t).map(|d| Timeout(Some(d))),
     }
 }
 

@@ -16,6 +16,9 @@ use crate::{Connection, Error};
 pub const DEFAULT_WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Default time to wait, after the last frame, for the consumer to close its end: 30 s (SPEC §6.2).
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest time the consumer may accept no bytes while there are bytes to write: 60 s
+/// (SPEC §6.1, §6.2).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default interval at which the stages are sampled for the in-flight peak: 10 ms (SPEC §5.3).
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -40,6 +43,7 @@ pub struct Builder {
     pub(crate) write_batch_bytes: usize,
     pub(crate) socket: SocketOptions,
     pub(crate) close_timeout: Duration,
+    pub(crate) stall_timeout: Option<Duration>,
     pub(crate) sample_interval: Duration,
 }
 
@@ -51,6 +55,7 @@ impl Default for Builder {
             write_batch_bytes: DEFAULT_WRITE_BATCH_BYTES,
             socket: SocketOptions::default(),
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
         }
     }
@@ -109,6 +114,21 @@ impl Builder {
         self
     }
 
+    /// Longest time the consumer may accept no bytes at all while this producer has bytes to write
+    /// (default 60 s, [`DEFAULT_STALL_TIMEOUT`]; `None` waits for ever; at least 1 ms).
+    ///
+    /// What it bounds: the time a connection can hang on a consumer that stopped reading (its TCP
+    /// window stays closed), while sending and, after the last frame, while the kernel still holds
+    /// bytes the consumer has not acknowledged. When it runs out the connection is reset and the
+    /// producer fails with [`Error::Stalled`]. Memory stays bounded either way (the queue's budget
+    /// and the socket buffers); this bounds the time. It never fires while the source simply has
+    /// nothing to send, and any progress, however slow, restarts it. Waiting for the consumer to
+    /// close its end once it has acknowledged everything is `close_timeout`'s business.
+    pub fn stall_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.stall_timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        self
+    }
+
     /// How often the stages are sampled for the in-flight peak (default 10 ms).
     pub fn sample_interval(&mut self, interval: Duration) -> &mut Self {
         self.sample_interval = interval.max(Duration::from_millis(1));
@@ -130,6 +150,11 @@ impl Builder {
         self.write_batch_bytes
     }
 
+    /// The stall timeout (`None`: disabled).
+    pub fn get_stall_timeout(&self) -> Option<Duration> {
+        self.stall_timeout
+    }
+
     /// The socket options.
     pub fn get_socket_options(&self) -> SocketOptions {
         self.socket
@@ -146,13 +171,17 @@ impl Builder {
         let stream = socket::connect(addr, &self.socket)
             .await
             .map_err(|source| Error::Connect {
-                addr: shown,
+                addr: shown.clone(),
                 source,
             })?;
+        let peer = stream.peer_addr().map_err(|source| Error::Connect {
+            addr: shown,
+            source,
+        })?;
         let stream = Arc::new(stream);
         let sockets = SocketSet::new();
         sockets.register(&stream);
-        Ok(Connection::new(stream, *self, sockets))
+        Ok(Connection::new(stream, peer, *self, sockets))
     }
 }
 

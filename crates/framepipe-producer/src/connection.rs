@@ -3,43 +3,43 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use framepipe_codec::{Notice, MAX_NOTICE_LENGTH};
-use framepipe_flow::queue;
 use framepipe_flow::socket::{buffer_sizes, BufferSizes};
 use framepipe_flow::SocketSet;
+use framepipe_flow::{probe, queue};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::builder::Builder;
 use crate::frame::{Frame, FrameEncoder};
+use crate::reply::{watch_peer, PeerSaid, Unexpected};
 use crate::stats::{Report, Stats};
-use crate::writer::write_frames;
+use crate::writer::{write_frames, WriteError};
 use crate::Error;
 
 /// A connected producer. Send one stream with [`Connection::send_json`] or [`Connection::send_raw`].
 #[derive(Debug)]
 pub struct Connection {
     stream: Arc<TcpStream>,
+    peer: SocketAddr,
     config: Builder,
     stats: Stats,
 }
 
-/// What the consumer said back, if anything (SPEC §6.3).
-enum PeerSaid {
-    Notice(Notice),
-    /// End of stream with nothing before it: the consumer read everything and closed.
-    Closed,
-    /// Bytes that are not a notice, or a read error: stop watching, the writes will tell.
-    Other,
-}
-
 impl Connection {
-    pub(crate) fn new(stream: Arc<TcpStream>, config: Builder, sockets: SocketSet) -> Self {
+    pub(crate) fn new(
+        stream: Arc<TcpStream>,
+        peer: SocketAddr,
+        config: Builder,
+        sockets: SocketSet,
+    ) -> Self {
         Connection {
             stream,
+            peer,
             config,
             stats: Stats::new(sockets),
         }
@@ -50,9 +50,9 @@ impl Connection {
         self.stats.clone()
     }
 
-    /// The consumer's address.
+    /// The consumer's address (as connected; errors name it too).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        Ok(self.peer)
     }
 
     /// The socket buffer sizes the kernel granted.
@@ -108,10 +108,16 @@ impl Connection {
     {
         let Connection {
             stream,
+            peer: peer_addr,
             config,
             stats,
         } = self;
         let (tx, mut rx) = queue::channel(config.queue, stats.queue_gauge().clone());
+        let fail = Fail {
+            stream: &stream,
+            peer: peer_addr,
+            stats: &stats,
+        };
 
         // Stage 1: poll the source only when the previous frame has entered the queue.
         let produce = async {
@@ -135,7 +141,14 @@ impl Connection {
         };
         // Stage 2: the writer.
         let write = async {
-            let result = write_frames(&stream, &mut rx, config.write_batch_bytes, &stats).await;
+            let result = write_frames(
+                &stream,
+                &mut rx,
+                config.write_batch_bytes,
+                config.stall_timeout,
+                &stats,
+            )
+            .await;
             drop(rx); // a failed writer releases the producer stage at once
             result
         };
@@ -150,10 +163,8 @@ impl Connection {
             tokio::select! {
                 done = &mut work => break done,
                 said = &mut peer, if watching => match said {
-                    PeerSaid::Notice(notice) => {
-                        return Err(Error::Rejected { frames_written: stats.frames_written(), notice });
-                    }
-                    PeerSaid::Closed | PeerSaid::Other => watching = false,
+                    PeerSaid::Closed => watching = false,
+                    said => return Err(fail.peer_said(said)),
                 },
                 _ = ticker.tick() => {
                     stats.snapshot();
@@ -162,37 +173,49 @@ impl Connection {
         };
 
         if let Err(e) = written {
-            // The consumer may have said why before closing: give its notice a moment to arrive.
+            // The consumer may have said why before closing: give its reply a moment to arrive.
             if watching {
-                if let Ok(PeerSaid::Notice(notice)) =
-                    tokio::time::timeout(std::time::Duration::from_millis(200), &mut peer).await
+                if let Ok(said @ (PeerSaid::Notice(_) | PeerSaid::Unexpected(_))) =
+                    tokio::time::timeout(REPLY_GRACE, &mut peer).await
                 {
-                    return Err(Error::Rejected {
-                        frames_written: stats.frames_written(),
-                        notice,
-                    });
+                    return Err(fail.peer_said(said));
                 }
             }
-            return Err(Error::from_write(
-                e,
-                stats.frames_written(),
-                stats.bytes_written(),
-            ));
+            return Err(match e {
+                WriteError::Io(source) => fail.io(source),
+                WriteError::Stalled { waited } => fail.stalled(waited),
+            });
         }
 
         // Everything taken was written: send FIN, then wait for the consumer to close its end.
         let _ = socket2::SockRef::from(&*stream).shutdown(Shutdown::Write);
         let mut confirmed = false;
         if watching {
-            match tokio::time::timeout(config.close_timeout, &mut peer).await {
-                Ok(PeerSaid::Notice(notice)) => {
-                    return Err(Error::Rejected {
-                        frames_written: stats.frames_written(),
-                        notice,
-                    })
+            let close = tokio::time::sleep(config.close_timeout);
+            let mut close = std::pin::pin!(close);
+            let mut acked = AckProgress::new();
+            loop {
+                tokio::select! {
+                    said = &mut peer => match said {
+                        PeerSaid::Closed => {
+                            confirmed = true;
+                            break;
+                        }
+                        said => return Err(fail.peer_said(said)),
+                    },
+                    _ = &mut close => break,
+                    _ = ticker.tick() => {
+                        stats.snapshot();
+                        // SPEC §6.2.3: the kernel still holds bytes the consumer has not taken.
+                        if let (Some(limit), Ok(unacked)) =
+                            (config.stall_timeout, probe::unsent_bytes(&*stream))
+                        {
+                            if let Some(waited) = acked.stalled(unacked, limit) {
+                                return Err(fail.stalled(waited));
+                            }
+                        }
+                    }
                 }
-                Ok(PeerSaid::Closed) => confirmed = true,
-                Ok(PeerSaid::Other) | Err(_) => {}
             }
         }
         if let Err((frame, source)) = produced {
@@ -217,39 +240,89 @@ impl Connection {
     }
 }
 
-/// Reads what the consumer sends back: nothing until it closes, or one notice (SPEC §6.3).
-async fn watch_peer(stream: &TcpStream) -> PeerSaid {
-    let mut buf = vec![0u8; 4 + MAX_NOTICE_LENGTH as usize + 1];
-    let mut got = 0;
-    loop {
-        if stream.readable().await.is_err() {
-            return PeerSaid::Other;
+/// How long to wait, after a write failed, for the consumer's reply that may say why.
+const REPLY_GRACE: Duration = Duration::from_millis(200);
+
+/// Builds the errors that end a connection early, with the counters at that moment.
+struct Fail<'a> {
+    stream: &'a TcpStream,
+    peer: SocketAddr,
+    stats: &'a Stats,
+}
+
+impl Fail<'_> {
+    /// The error for what the consumer said, other than a clean end of stream.
+    fn peer_said(&self, said: PeerSaid) -> Error {
+        let frames_written = self.stats.frames_written();
+        match said {
+            PeerSaid::Notice(notice) => Error::Rejected {
+                frames_written,
+                notice,
+            },
+            PeerSaid::Unexpected(Unexpected { received, preview }) => {
+                self.reset();
+                Error::UnexpectedReply {
+                    peer: self.peer,
+                    frames_written,
+                    received,
+                    preview,
+                }
+            }
+            PeerSaid::Failed(source) => self.io(source),
+            PeerSaid::Closed => self.io(io::ErrorKind::UnexpectedEof.into()),
         }
-        match stream.try_read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return PeerSaid::Closed,
-            Ok(0) => {
-                return match Notice::parse_frame(&buf[..got]) {
-                    Some(n) => PeerSaid::Notice(n),
-                    None => PeerSaid::Other,
-                }
-            }
-            Ok(n) => {
-                got += n;
-                if got == buf.len() {
-                    return PeerSaid::Other;
-                }
-                // A whole notice may be followed by a reset rather than an end of stream.
-                if let Some(n) = Notice::parse_frame(&buf[..got]) {
-                    return PeerSaid::Notice(n);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => {
-                return match Notice::parse_frame(&buf[..got]) {
-                    Some(n) => PeerSaid::Notice(n),
-                    None => PeerSaid::Other,
-                }
-            }
+    }
+
+    fn io(&self, source: io::Error) -> Error {
+        Error::from_io(
+            source,
+            self.peer,
+            self.stats.frames_written(),
+            self.stats.bytes_written(),
+        )
+    }
+
+    fn stalled(&self, waited: Duration) -> Error {
+        self.reset();
+        Error::Stalled {
+            peer: self.peer,
+            frames_written: self.stats.frames_written(),
+            bytes_written: self.stats.bytes_written(),
+            waited,
         }
+    }
+
+    /// Makes the coming close a reset (`SO_LINGER` 0): the kernel drops what it still holds for
+    /// this peer at once instead of trying to deliver it to a consumer that is not taking it.
+    fn reset(&self) {
+        let _ = socket2::SockRef::from(self.stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// Whether the consumer is acknowledging what the kernel holds for it, after the last write
+/// (SPEC §6.2.3): `SIOCOUTQ` not going down for `stall_timeout` while not zero is a stall.
+struct AckProgress {
+    unacked: usize,
+    since: Instant,
+}
+
+impl AckProgress {
+    fn new() -> Self {
+        AckProgress {
+            unacked: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Records a reading of the bytes not yet acknowledged; returns how long nothing was if that
+    /// is at least `limit`.
+    fn stalled(&mut self, unacked: usize, limit: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        if unacked == 0 || unacked < self.unacked {
+            self.since = now;
+        }
+        self.unacked = unacked;
+        let waited = now.duration_since(self.since);
+        (unacked > 0 && waited >= limit).then_some(waited)
     }
 }

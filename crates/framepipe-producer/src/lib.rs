@@ -37,11 +37,13 @@ mod error;
 mod frame;
 pub mod generator;
 pub mod reference;
+mod reply;
 mod stats;
 mod writer;
 
 pub use builder::{
-    Builder, Producer, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SAMPLE_INTERVAL, DEFAULT_WRITE_BATCH_BYTES,
+    Builder, Producer, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SAMPLE_INTERVAL, DEFAULT_STALL_TIMEOUT,
+    DEFAULT_WRITE_BATCH_BYTES,
 };
 pub use connection::Connection;
 pub use error::Error;

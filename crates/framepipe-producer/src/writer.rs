@@ -2,12 +2,26 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Duration;
 
 use framepipe_flow::queue::Receiver;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::frame::{Frame, IoVecs, MAX_IOV};
 use crate::stats::Stats;
+
+/// Why the writer stopped early.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// A write failed.
+    Io(io::Error),
+    /// The socket accepted no bytes for `stall_timeout` while there were bytes to write.
+    Stalled {
+        /// How long it accepted nothing.
+        waited: Duration,
+    },
+}
 
 /// Writes every frame from `rx` to `stream` until the queue is closed and empty.
 ///
@@ -16,12 +30,16 @@ use crate::stats::Stats;
 /// for frames (queue empty: everything taken has been written, nothing is buffered here) and for the
 /// socket to become writable again (the peer's window is closed: backpressure). No allocation per frame
 /// or per write: the I/O slices live on the stack.
+///
+/// The wait for the socket is bounded by `stall`, counted from the last write the socket accepted or
+/// from when there was something to write, whichever is later (SPEC §6.2.2); waiting for frames is not.
 pub(crate) async fn write_frames(
     stream: &TcpStream,
     rx: &mut Receiver<Frame>,
     batch_bytes: usize,
+    stall: Option<Duration>,
     stats: &Stats,
-) -> io::Result<()> {
+) -> Result<(), WriteError> {
     let gauge = stats.writing_gauge();
     let mut batch: VecDeque<Frame> = VecDeque::with_capacity(MAX_IOV / 2);
     // Bytes of the frame at the front of `batch` already written.
@@ -45,8 +63,19 @@ pub(crate) async fn write_frames(
             pending += frame.wire_len();
             batch.push_back(frame);
         }
+        // There are bytes to write from now; the socket must take some of them before `deadline`.
+        let since = Instant::now();
+        let deadline = stall.and_then(|limit| since.checked_add(limit));
         let written = loop {
-            stream.writable().await?;
+            let ready = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, stream.writable())
+                    .await
+                    .map_err(|_| WriteError::Stalled {
+                        waited: since.elapsed(),
+                    })?,
+                None => stream.writable().await,
+            };
+            ready.map_err(WriteError::Io)?;
             let mut iov = IoVecs::new();
             let mut skip = front_done;
             for frame in &batch {
@@ -57,10 +86,10 @@ pub(crate) async fn write_frames(
                 skip = 0;
             }
             match stream.try_write_vectored(iov.as_slices()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(WriteError::Io(e)),
             }
         };
         pending -= written;
