@@ -119,7 +119,8 @@ impl Builder {
     ///
     /// What it bounds: the time a connection can hang on a consumer that stopped reading (its TCP
     /// window stays closed), while sending and, after the last frame, while the kernel still holds
-    /// bytes the consumer has not acknowledged. When it runs out the connection is reset and the
+    /// bytes the consumer has not acknowledged (read with `SIOCOUTQ`, so on Linux only; elsewhere
+    /// `close_timeout` alone bounds that wait). When it runs out the connection is reset and the
     /// producer fails with [`Error::Stalled`]. Memory stays bounded either way (the queue's budget
     /// and the socket buffers); this bounds the time. It never fires while the source simply has
     /// nothing to send, and any progress, however slow, restarts it. Waiting for the consumer to
