@@ -190,6 +190,17 @@ async fn read_until_end(
         gauge.set(rbuf.len());
         let buffered = rbuf.len();
         let needed = codec.bytes_needed(buffered);
+        // What the frame in progress still requires of the memory limit (SPEC §7.6): all of it (a
+        // body being skipped needs only a block at a time). Read-ahead taken for the last read is
+        // given back before waiting for the peer.
+        let due = usize::try_from(needed).unwrap_or(usize::MAX).max(1);
+        let due = if codec.is_skipping() {
+            due.min(config.read_chunk)
+        } else {
+            due
+        };
+        let required = buffered.saturating_add(due).min(memory.limit());
+        held.shrink_to(required);
         let now = Instant::now();
         let deadline = if codec.mid_frame(buffered) {
             let (_, deadline) =
@@ -231,22 +242,13 @@ async fn read_until_end(
             };
         }
 
-        // Reserve before reading (SPEC §7.6): the whole frame in progress, waiting if need be (a
-        // body being skipped needs only a block at a time), then up to a block more if that leaves
-        // room for a frame.
-        let needed = usize::try_from(needed).unwrap_or(usize::MAX).max(1);
-        let due = if codec.is_skipping() {
-            needed.min(config.read_chunk)
-        } else {
-            needed
-        };
-        let required = buffered.saturating_add(due).min(memory.limit());
-        held.shrink_to(required);
+        // Reserve before reading (SPEC §7.6): the whole frame in progress, waiting if need be, then
+        // up to a block more if that leaves room for a frame.
         let waited = held.grow_to(required).await;
         if let Some((_, Some(deadline))) = &mut frame_began {
             *deadline += waited;
         }
-        let limit = rbuf.prepare_read(needed as u64);
+        let limit = rbuf.prepare_read(needed);
         held.try_grow_keeping(buffered.saturating_add(limit));
         let limit = limit.min(held.bytes() - buffered);
         match rbuf.read_with(limit, |b| stream.try_read_buf(b)) {

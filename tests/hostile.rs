@@ -1,0 +1,839 @@
+//! The hostile-peer suite (issue 6, SPEC §7.6): broken and malicious peers against the real consumer
+//! over loopback. Every case checks three things:
+//!
+//! 1. the consumer reports a clear, typed error naming the peer and the violation: in its report
+//!    (the connection's `error`) and in its WARN log line, and, where it closes the connection, in the
+//!    notice the peer receives (SPEC §6.3);
+//! 2. other connections keep flowing: a well-behaved framepipe producer runs alongside and all its
+//!    frames arrive, in order;
+//! 3. the consumer's memory stays within its budget (its `memory_limit`) + 8 MiB, *measured*: the
+//!    consumer runs in a child process (this test binary re-executed, see [`consumer_process`]) whose
+//!    peak RSS (`VmHWM`) is read from the kernel and compared with its RSS once it was listening.
+//!
+//! The cases run one at a time (a lock), so their timeouts are not at the mercy of each other's CPU
+//! use. The figures are printed; `cargo test --test hostile -- --nocapture` shows them.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use framepipe::codec::Notice;
+use framepipe::consumer::{Consumer, Json};
+use framepipe::producer::Producer;
+use serde_json::Value;
+
+/// The consumer's memory limit in every case but the many-connections one: its budget.
+const MEMORY_LIMIT: usize = 8 * 1024 * 1024;
+/// Frames up to 2 MiB are accepted, so "10 bytes of a 1 MiB frame" is a frame in progress.
+const MAX_FRAME: u32 = 2 * 1024 * 1024;
+/// The allowance over the budget the issue sets for the whole process.
+const SLACK: u64 = 8 * 1024 * 1024;
+/// Frames the well-behaved producer sends in each case.
+const GOOD_FRAMES: u64 = 300;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+// ---------------------------------------------------------------------------------------------
+// The consumer's process
+// ---------------------------------------------------------------------------------------------
+
+/// Settings for the consumer process, passed through the environment.
+#[derive(Debug, Clone)]
+struct Settings {
+    memory_limit: usize,
+    budget: usize,
+    idle_ms: u64,
+    frame_ms: u64,
+    max_open: usize,
+    delay_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            memory_limit: MEMORY_LIMIT,
+            budget: 4 * 1024 * 1024,
+            idle_ms: 1_500,
+            frame_ms: 1_000,
+            max_open: framepipe::consumer::DEFAULT_MAX_OPEN_CONNECTIONS,
+            delay_ms: 0,
+        }
+    }
+}
+
+/// Not a test: the consumer's side of every case, run in a child process by [`Child::start`]. Does
+/// nothing unless `FRAMEPIPE_HOSTILE_CHILD` is set.
+#[test]
+#[ignore = "run by the hostile tests in a child process"]
+fn consumer_process() {
+    let Ok(settings) = std::env::var("FRAMEPIPE_HOSTILE_CHILD") else {
+        return;
+    };
+    let get = |key: &str| -> u64 {
+        settings
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing from {settings}"))
+            .parse()
+            .unwrap()
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let consumer = Consumer::builder()
+            .max_frame_length(MAX_FRAME)
+            .memory_limit(get("memory_limit") as usize)
+            .budget(get("budget") as usize)
+            .idle_timeout(Some(Duration::from_millis(get("idle_ms"))))
+            .frame_timeout(Some(Duration::from_millis(get("frame_ms"))))
+            .max_open_connections(get("max_open") as usize)
+            .drain_timeout(Duration::from_millis(500))
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let delay = Duration::from_millis(get("delay_ms"));
+        let stats = consumer.stats();
+        println!("ADDR {}", consumer.local_addr().unwrap());
+        println!("RSS {}", status_kb(std::process::id(), "VmRSS:"));
+        // Stops when the parent closes our stdin.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            let _ = stop_tx.send(());
+        });
+        // Frames carrying a "seq" must arrive in order on their connection.
+        let out_of_order = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = out_of_order.clone();
+        let report = consumer
+            .serve_until(
+                Json::<Value>::new(),
+                move |d| {
+                    let counted = counted.clone();
+                    async move {
+                        if let Some(seq) = d.item.get("seq").and_then(Value::as_u64) {
+                            if seq != d.frame {
+                                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                },
+                async move {
+                    let _ = stop_rx.await;
+                    // Let connections still being handled finish, so each one is reported.
+                    let until = Instant::now() + Duration::from_secs(20);
+                    while stats.snapshot().connections_open > 0 && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                },
+            )
+            .await;
+        println!(
+            "OUT_OF_ORDER {}",
+            out_of_order.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        println!("REPORT {}", serde_json::to_string(&report).unwrap());
+        println!("HWM {}", status_kb(std::process::id(), "VmHWM:"));
+    });
+}
+
+/// A field of `/proc/<pid>/status`, in KiB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+/// The consumer process, as the parent sees it.
+struct ConsumerProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: thread::JoinHandle<String>,
+    addr: SocketAddr,
+    settings: Settings,
+    rss_listening_kb: u64,
+}
+
+/// What the consumer process said when it stopped.
+struct Outcome {
+    report: Value,
+    log: String,
+    out_of_order: u64,
+    hwm_kb: u64,
+    rss_listening_kb: u64,
+    settings: Settings,
+}
+
+impl ConsumerProcess {
+    fn start(settings: Settings) -> Self {
+        let env = format!(
+            "memory_limit={},budget={},idle_ms={},frame_ms={},max_open={},delay_ms={}",
+            settings.memory_limit,
+            settings.budget,
+            settings.idle_ms,
+            settings.frame_ms,
+            settings.max_open,
+            settings.delay_ms
+        );
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "consumer_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("FRAMEPIPE_HOSTILE_CHILD", env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("re-run this test binary as the consumer");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let stdin = child.stdin.take();
+        let mut this = ConsumerProcess {
+            child,
+            stdin,
+            lines,
+            stderr,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            settings,
+            rss_listening_kb: 0,
+        };
+        this.addr = this.expect("ADDR").parse().unwrap();
+        this.rss_listening_kb = this.expect("RSS").parse().unwrap();
+        this
+    }
+
+    /// The value of the next line starting with `key`, skipping libtest's own lines.
+    fn expect(&mut self, key: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the consumer process never said {key}"));
+            // libtest may have printed "test consumer_process ... " on the same line.
+            if let Some((_, v)) = line.split_once(&format!("{key} ")) {
+                return v.to_owned();
+            }
+        }
+    }
+
+    fn open_connections(&self) -> Option<u64> {
+        // Read from /proc: the sockets the child has in ESTABLISHED state on its port.
+        let port = self.addr.port();
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        let n = table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3
+                    && f[3] == "01"
+                    && u16::from_str_radix(f[1].rsplit(':').next().unwrap_or(""), 16).ok()
+                        == Some(port)
+            })
+            .count();
+        Some(n as u64)
+    }
+
+    fn stop(mut self) -> Outcome {
+        drop(self.stdin.take());
+        let out_of_order = self.expect("OUT_OF_ORDER").parse().unwrap();
+        let report = serde_json::from_str(&self.expect("REPORT")).unwrap();
+        let hwm_kb = self.expect("HWM").parse().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the consumer process failed: {status}");
+        Outcome {
+            report,
+            log: self.stderr.join().unwrap(),
+            out_of_order,
+            hwm_kb,
+            rss_listening_kb: self.rss_listening_kb,
+            settings: self.settings,
+        }
+    }
+}
+
+impl Outcome {
+    /// The report of the connection from `peer`.
+    fn connection(&self, peer: SocketAddr) -> &Value {
+        self.report["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["peer"] == peer.to_string())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no report for {peer}: {:#}\nlog:\n{}",
+                    self.report["connections"], self.log
+                )
+            })
+    }
+
+    /// Asserts that the connection from `peer` ended on an error naming it and containing `what`,
+    /// and that a WARN line with `peer=` said so.
+    fn assert_closed_with(&self, peer: SocketAddr, what: &str) {
+        let c = self.connection(peer);
+        let err = c["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the connection from {peer} ended without an error: {c:#}"));
+        assert!(err.contains(&peer.to_string()), "names the peer: {err}");
+        assert!(err.contains(what), "names the violation ({what}): {err}");
+        self.assert_logged(peer, what);
+    }
+
+    /// Asserts that a WARN line names `peer` and contains `what`.
+    fn assert_logged(&self, peer: SocketAddr, what: &str) {
+        let line = format!("peer={peer}");
+        assert!(
+            self.log
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains(&line) && l.contains(what)),
+            "a WARN line with {line} and {what:?}; the log was:\n{}",
+            self.log
+        );
+    }
+
+    /// Asserts that the good producer's connection delivered every frame, in order, and that the
+    /// process stayed within budget + 8 MiB. Returns (peak RSS growth, peak RSS) in KiB.
+    fn assert_good_and_bounded(&self, good: SocketAddr, case: &str) -> (u64, u64) {
+        let c = self.connection(good);
+        assert_eq!(
+            c["frames"], GOOD_FRAMES,
+            "{case}: good producer intact: {c:#}"
+        );
+        assert_eq!(c["errors"], 0, "{case}: {c:#}");
+        assert_eq!(self.out_of_order, 0, "{case}: frames out of order");
+        let grew = self.hwm_kb.saturating_sub(self.rss_listening_kb);
+        let bound = (self.settings.memory_limit as u64 + SLACK) / 1024;
+        eprintln!(
+            "[{case}] consumer RSS: {} KiB listening, peak {} KiB (+{grew} KiB; bound budget {} \
+             KiB + 8 MiB = {bound} KiB); memory limit peak {} B, waits {}",
+            self.rss_listening_kb,
+            self.hwm_kb,
+            self.settings.memory_limit / 1024,
+            self.report["memory"]["peak"],
+            self.report["memory"]["waits"],
+        );
+        assert!(
+            grew <= bound,
+            "{case}: consumer grew {grew} KiB, over budget + 8 MiB ({bound} KiB)"
+        );
+        let peak = self.report["memory"]["peak"].as_u64().unwrap();
+        assert!(peak <= self.settings.memory_limit as u64, "{case}: {peak}");
+        (grew, self.hwm_kb)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers
+// ---------------------------------------------------------------------------------------------
+
+/// A well-behaved framepipe producer sending `GOOD_FRAMES` sequence-stamped frames of ~10 KB,
+/// started before the attack and finishing during or after it. Returns its local address and a
+/// handle that yields the frames it wrote.
+fn good_producer(addr: SocketAddr) -> (SocketAddr, thread::JoinHandle<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let conn = Producer::builder().connect(addr).await.unwrap();
+            tx.send(()).unwrap();
+            let pad = "x".repeat(10_000);
+            let frames = (0..GOOD_FRAMES).map(move |seq| {
+                Bytes::from(format!(r#"{{"seq":{seq},"pad":"{pad}"}}"#).into_bytes())
+            });
+            // Paced a little, so it is still sending while the attack runs.
+            let paced = futures::StreamExt::then(futures::stream::iter(frames), |f| async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                f
+            });
+            let report = conn
+                .send_raw(paced)
+                .await
+                .expect("the good producer finishes");
+            report.snapshot.frames_written
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("good producer connected");
+    // Its address, as the consumer sees it: the one socket connected to the consumer so far.
+    let clients = sockets_connected_to(addr.port());
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    (clients[0], handle)
+}
+
+/// Local addresses of established IPv4 sockets whose remote port is `port`, from `/proc/net/tcp`.
+fn sockets_connected_to(port: u16) -> Vec<SocketAddr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let parse = |hex: &str| -> Option<SocketAddr> {
+        let (ip, port) = hex.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        // /proc/net/tcp shows the address in host byte order (little-endian here).
+        let ip = std::net::Ipv4Addr::from(ip.swap_bytes());
+        Some(SocketAddr::from((ip, port)))
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "01" {
+                return None;
+            }
+            let (local, remote) = (parse(f[1])?, parse(f[2])?);
+            (remote.port() == port).then_some(local)
+        })
+        .collect()
+}
+
+/// One frame on the wire (SPEC §1.1).
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// Connects, returning the stream and its local address (the consumer's name for it).
+fn connect(addr: SocketAddr) -> (TcpStream, SocketAddr) {
+    let s = TcpStream::connect(addr).unwrap();
+    let local = s.local_addr().unwrap();
+    (s, local)
+}
+
+/// Reads what the consumer sends until it closes (or 10 s), and parses it as a notice.
+fn read_notice(s: &mut TcpStream) -> Option<Notice> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Notice::parse_frame(&got)
+}
+
+/// Runs `attack` against a fresh consumer with `settings` while a good producer streams, then
+/// stops the consumer and returns what it said.
+fn case(settings: Settings, attack: impl FnOnce(SocketAddr)) -> (Outcome, SocketAddr) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let consumer = ConsumerProcess::start(settings);
+    let (good, producer) = good_producer(consumer.addr);
+    attack(consumer.addr);
+    let written = producer.join().expect("good producer thread");
+    assert_eq!(written, GOOD_FRAMES);
+    // Let the consumer finish handling before it is stopped.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while consumer.open_connections().unwrap_or(0) > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    (consumer.stop(), good)
+}
+
+/// Sends `bytes` on a new connection and returns the notice read back and the local address.
+fn send_and_read_notice(addr: SocketAddr, bytes: &[u8]) -> (Option<Notice>, SocketAddr) {
+    let (mut s, local) = connect(addr);
+    s.write_all(bytes).unwrap();
+    (read_notice(&mut s), local)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn length_0xffffffff_is_refused_from_the_header() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (notice, local) = send_and_read_notice(addr, &[0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3]);
+        let notice = notice.expect("a notice before the close");
+        assert_eq!(notice.error, "frame_too_large");
+        peer = Some(local);
+    });
+    let peer = peer.unwrap();
+    out.assert_closed_with(peer, "announces 4294967295 bytes");
+    out.assert_good_and_bounded(good, "length 0xFFFFFFFF");
+}
+
+#[test]
+fn length_limit_plus_one_is_refused() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let header = (MAX_FRAME + 1).to_be_bytes();
+        let (notice, local) = send_and_read_notice(addr, &header);
+        assert_eq!(notice.expect("a notice").error, "frame_too_large");
+        peer = Some(local);
+    });
+    out.assert_closed_with(
+        peer.unwrap(),
+        &format!(
+            "announces {} bytes, over max_frame_length {MAX_FRAME}",
+            MAX_FRAME + 1
+        ),
+    );
+    out.assert_good_and_bounded(good, "length limit + 1");
+}
+
+#[test]
+fn ten_bytes_of_a_1_mib_frame_then_silence_hits_the_frame_deadline() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let started = Instant::now();
+        let mut bytes = (1_048_576u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(b"[1,2,3");
+        let (notice, local) = send_and_read_notice(addr, &bytes);
+        let took = started.elapsed();
+        assert_eq!(notice.expect("a notice").error, "frame_timeout");
+        // frame_timeout is 1 s here; the drain adds up to 0.5 s.
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        eprintln!("[10 bytes then silence] closed after {took:?}");
+        peer = Some(local);
+    });
+    out.assert_closed_with(peer.unwrap(), "frame 0 was still incomplete");
+    out.assert_closed_with(peer.unwrap(), "6 bytes buffered, 1048570 more due");
+    out.assert_good_and_bounded(good, "10 bytes then silence");
+}
+
+#[test]
+fn a_peer_trickling_one_byte_per_100_ms_hits_the_frame_deadline() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (mut s, local) = connect(addr);
+        peer = Some(local);
+        s.write_all(&(1_000u32).to_be_bytes()).unwrap();
+        let started = Instant::now();
+        let mut sent = 0;
+        // Until the consumer answers (a notice, or the close) or 10 s.
+        s.set_nonblocking(true).unwrap();
+        while started.elapsed() < Duration::from_secs(10) {
+            if s.write_all(b" ").is_err() {
+                break;
+            }
+            sent += 1;
+            thread::sleep(Duration::from_millis(100));
+            match s.read(&mut [0u8; 4096]) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => break,
+            }
+        }
+        eprintln!(
+            "[trickle] consumer answered after {:?} and {sent} bytes",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    });
+    out.assert_closed_with(peer.unwrap(), "frame_timeout");
+    out.assert_good_and_bounded(good, "trickle");
+}
+
+#[test]
+fn garbage_bytes_close_the_connection_with_a_typed_error() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let garbage: Vec<u8> = (0..65_536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let (notice, local) = send_and_read_notice(addr, &garbage);
+        let notice = notice.expect("a notice");
+        assert!(
+            ["frame_too_large", "not_framepipe"].contains(&notice.error.as_str()),
+            "{notice:?}"
+        );
+        peer = Some(local);
+    });
+    out.assert_closed_with(peer.unwrap(), "over max_frame_length");
+    out.assert_good_and_bounded(good, "garbage");
+}
+
+#[test]
+fn an_http_request_is_told_it_is_not_a_framepipe_stream() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (notice, local) =
+            send_and_read_notice(addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(notice.expect("a notice").error, "not_framepipe");
+        peer = Some(local);
+    });
+    out.assert_closed_with(peer.unwrap(), "not a framepipe stream");
+    out.assert_closed_with(peer.unwrap(), "look like an HTTP request");
+    let err = out.connection(peer.unwrap())["error"].as_str().unwrap();
+    assert!(!err.starts_with("frame too large"), "{err}");
+    out.assert_good_and_bounded(good, "HTTP request");
+}
+
+#[test]
+fn a_non_utf8_body_loses_that_frame_only() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (mut s, local) = connect(addr);
+        peer = Some(local);
+        let mut bytes = frame(b"[\"caf\xe9\"]");
+        bytes.extend(frame(br#"{"after":1}"#));
+        s.write_all(&bytes).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(
+            read_notice(&mut s),
+            None,
+            "frame-local: no notice, a clean close"
+        );
+    });
+    let c = out.connection(peer.unwrap());
+    assert_eq!(
+        (c["frames"].as_u64(), c["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(c["error"].is_null(), "{c:#}");
+    out.assert_logged(peer.unwrap(), "invalid UTF-8 at line 1 column 6");
+    out.assert_good_and_bounded(good, "non-UTF-8 body");
+}
+
+#[test]
+fn json_nested_10000_deep_loses_that_frame_only() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (mut s, local) = connect(addr);
+        peer = Some(local);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let mut bytes = frame(deep.as_bytes());
+        bytes.extend(frame(br#"{"after":1}"#));
+        s.write_all(&bytes).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_notice(&mut s), None);
+    });
+    let c = out.connection(peer.unwrap());
+    assert_eq!(
+        (c["frames"].as_u64(), c["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    out.assert_logged(peer.unwrap(), "recursion limit exceeded");
+    out.assert_good_and_bounded(good, "10,000-deep JSON");
+}
+
+#[test]
+fn a_peer_that_connects_and_never_sends_hits_the_idle_timeout() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let started = Instant::now();
+        let (mut s, local) = connect(addr);
+        peer = Some(local);
+        let notice = read_notice(&mut s).expect("a notice");
+        assert_eq!(notice.error, "idle_timeout");
+        let took = started.elapsed();
+        eprintln!("[idle] closed after {took:?}");
+        assert!(took >= Duration::from_millis(1_400), "{took:?}");
+    });
+    out.assert_closed_with(peer.unwrap(), "without data between frames (idle_timeout");
+    out.assert_good_and_bounded(good, "idle");
+}
+
+/// A peer that stops reading its socket and keeps sending: once refused it is drained for
+/// `drain_timeout` (0.5 s here) and then cut off, its input discarded unbuffered.
+#[test]
+fn a_peer_that_never_reads_and_keeps_sending_is_cut_off_after_the_drain() {
+    let mut peer = None;
+    let (out, good) = case(Settings::default(), |addr| {
+        let (mut s, local) = connect(addr);
+        peer = Some(local);
+        let socket = socket2::SockRef::from(&s);
+        socket.set_recv_buffer_size(4096).unwrap();
+        s.write_all(&(MAX_FRAME + 1).to_be_bytes()).unwrap();
+        let started = Instant::now();
+        let chunk = vec![0xAB; 64 * 1024];
+        let mut sent = 0usize;
+        let ended = loop {
+            if started.elapsed() > Duration::from_secs(10) {
+                break false;
+            }
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break true,
+            }
+        };
+        eprintln!(
+            "[never reads] cut off after {:?}, {sent} bytes sent meanwhile",
+            started.elapsed()
+        );
+        assert!(ended, "the consumer closed the connection");
+    });
+    out.assert_closed_with(peer.unwrap(), "over max_frame_length");
+    out.assert_good_and_bounded(good, "never reads, keeps sending");
+}
+
+#[test]
+fn a_thousand_idle_connections_meet_the_connection_limit() {
+    let settings = Settings {
+        idle_ms: 5_000,
+        ..Settings::default()
+    };
+    let limit = settings.max_open;
+    let mut first_refused = None;
+    let mut refused = 0u64;
+    let (out, good) = case(settings, |addr| {
+        let started = Instant::now();
+        let mut pending: Vec<(TcpStream, SocketAddr)> = (0..1_000)
+            .map(|_| {
+                let (s, local) = connect(addr);
+                s.set_nonblocking(true).unwrap();
+                (s, local)
+            })
+            .collect();
+        let connected = started.elapsed();
+        // Refusals arrive at once; those still silent after a while are being served (their idle
+        // timeout is 5 s away).
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < Duration::from_secs(3) {
+            pending.retain_mut(|(s, local)| match s.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let notice = Notice::parse_frame(&buf[..n]).expect("a whole notice");
+                    assert_eq!(notice.error, "connection_limit");
+                    assert!(notice.message.contains(&local.to_string()), "{notice:?}");
+                    first_refused.get_or_insert(*local);
+                    refused += 1;
+                    false
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+                other => panic!("{other:?}"),
+            });
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "[1,000 idle] connected in {connected:?}; {refused} refused with a notice, {} served",
+            pending.len()
+        );
+        // The good producer holds a slot while it runs.
+        assert!(pending.len() <= limit, "{}", pending.len());
+        assert!(refused >= (1_000 - limit) as u64, "{refused}");
+        // Served idle connections are closed by the idle timeout.
+        for (s, _) in pending.iter_mut().take(3) {
+            s.set_nonblocking(false).unwrap();
+            assert_eq!(read_notice(s).expect("a notice").error, "idle_timeout");
+        }
+    });
+    assert_eq!(out.report["connections_refused"].as_u64(), Some(refused));
+    out.assert_logged(
+        first_refused.unwrap(),
+        "max_open_connections (256) are open",
+    );
+    out.assert_good_and_bounded(good, "1,000 idle connections");
+}
+
+#[test]
+fn a_connect_disconnect_flood_leaves_the_consumer_serving() {
+    let (out, good) = case(Settings::default(), |addr| {
+        let started = Instant::now();
+        for i in 0..2_000 {
+            let s = TcpStream::connect(addr).unwrap();
+            if i % 2 == 0 {
+                // Half of them reset instead of closing.
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            drop(s);
+        }
+        eprintln!("[flood] 2,000 connects in {:?}", started.elapsed());
+    });
+    let accepted = out.report["connections_accepted"].as_u64().unwrap();
+    assert!(accepted > 1_000, "{accepted}");
+    assert_eq!(out.report["connections_open"].as_u64(), Some(0));
+    out.assert_good_and_bounded(good, "connect/disconnect flood");
+}
+
+/// SPEC §7.6: many connections sending 1 MiB frames at once into a slow handler. Their queue
+/// budgets (8 × 4 MiB) far exceed the memory limit (8 MiB): readers wait instead, and every frame
+/// still arrives.
+#[test]
+fn many_connections_of_large_frames_stay_under_the_memory_limit() {
+    const CONNS: usize = 8;
+    const FRAMES: usize = 8;
+    let settings = Settings {
+        delay_ms: 5,
+        ..Settings::default()
+    };
+    let mut peers = HashMap::new();
+    let (out, good) = case(settings, |addr| {
+        // 1 MiB on the wire that parses to a small value, so the handler's copy stays small.
+        let body = format!(r#"{{"blob":1}}{}"#, " ".repeat(1_048_000));
+        let wire: Vec<u8> = (0..FRAMES).flat_map(|_| frame(body.as_bytes())).collect();
+        let wire = std::sync::Arc::new(wire);
+        let senders: Vec<_> = (0..CONNS)
+            .map(|_| {
+                let (mut s, local) = connect(addr);
+                let wire = wire.clone();
+                (
+                    local,
+                    thread::spawn(move || {
+                        s.write_all(&wire).unwrap();
+                        s.shutdown(Shutdown::Write).unwrap();
+                        // Wait for the consumer's close.
+                        let _ = s.read(&mut [0u8; 16]);
+                    }),
+                )
+            })
+            .collect();
+        for (local, t) in senders {
+            t.join().unwrap();
+            peers.insert(local, ());
+        }
+    });
+    for peer in peers.keys() {
+        let c = out.connection(*peer);
+        assert_eq!(c["frames"].as_u64(), Some(FRAMES as u64), "{c:#}");
+        assert_eq!(c["errors"].as_u64(), Some(0), "{c:#}");
+    }
+    let waits = out.report["memory"]["waits"].as_u64().unwrap();
+    assert!(waits > 0, "readers waited for the memory limit");
+    out.assert_good_and_bounded(good, "8 connections × 1 MiB frames");
+}
