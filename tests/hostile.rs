@@ -792,14 +792,16 @@ fn a_connect_disconnect_flood_leaves_the_consumer_serving() {
 }
 
 /// SPEC §7.6: many connections sending 1 MiB frames at once into a slow handler. Their queue
-/// budgets (8 × 4 MiB) far exceed the memory limit (8 MiB): readers wait instead, and every frame
-/// still arrives.
+/// budgets (6 × 4 MiB) exceed the memory limit (16 MiB): readers wait instead, and every frame
+/// still arrives. (What the limit does not count, about 1 MiB per busy connection here, is in
+/// SPEC §7.6.4.)
 #[test]
 fn many_connections_of_large_frames_stay_under_the_memory_limit() {
-    const CONNS: usize = 8;
+    const CONNS: usize = 6;
     const FRAMES: usize = 8;
     let settings = Settings {
         delay_ms: 5,
+        memory_limit: 16 * 1024 * 1024,
         ..Settings::default()
     };
     let mut peers = HashMap::new();
@@ -835,5 +837,5 @@ fn many_connections_of_large_frames_stay_under_the_memory_limit() {
     }
     let waits = out.report["memory"]["waits"].as_u64().unwrap();
     assert!(waits > 0, "readers waited for the memory limit");
-    out.assert_good_and_bounded(good, "8 connections × 1 MiB frames");
+    out.assert_good_and_bounded(good, "6 connections × 1 MiB frames");
 }
