@@ -1,21 +1,26 @@
-//! Configuration shared by the raw and typed codecs.
+//! Configuration shared by the framer and the raw and typed codecs.
 
 use crate::limits::{DEFAULT_MAX_FRAME_LENGTH, DEFAULT_RETAINED_CAPACITY};
-use crate::{JsonCodec, OversizePolicy, RawCodec};
+use crate::{Framer, JsonCodec, OversizePolicy, RawCodec};
 
-/// Builds [`RawCodec`]s and [`JsonCodec`]s with non-default limits.
+/// Builds [`RawCodec`]s, [`JsonCodec`]s and [`Framer`]s with non-default limits.
 ///
 /// Every setting has a default named in SPEC.md §2; [`Builder::default`] and [`Builder::new`] give
-/// exactly those. A builder can be reused to make any number of codecs, one per connection.
+/// exactly those. The setters take and return the builder by value (it is `Copy`, a few words long), so a
+/// configured builder can be stored in a variable, passed around and reused to make any number of
+/// codecs, one per connection; a setter applied to a copy leaves the original as it was.
 ///
 /// ```
 /// use framepipe_codec::{Builder, OversizePolicy};
 ///
-/// let codec = Builder::new()
+/// let config = Builder::new()
 ///     .max_frame_length(64 * 1024 * 1024)
-///     .oversize_policy(OversizePolicy::Skip)
-///     .raw_codec();
+///     .oversize_policy(OversizePolicy::Skip);
+/// let codec = config.raw_codec();
 /// assert_eq!(codec.config().get_max_frame_length(), 64 * 1024 * 1024);
+/// let strict = config.oversize_policy(OversizePolicy::Close).json_codec::<serde_json::Value>();
+/// assert_eq!(strict.config().get_oversize_policy(), OversizePolicy::Close);
+/// assert_eq!(config.get_oversize_policy(), OversizePolicy::Skip); // unchanged
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Builder {
@@ -49,14 +54,16 @@ impl Builder {
     /// consumer should agree on it.
     ///
     /// [`FORMAT_MAX_FRAME_LENGTH`]: crate::limits::FORMAT_MAX_FRAME_LENGTH
-    pub fn max_frame_length(&mut self, bytes: u32) -> &mut Self {
+    #[must_use = "a setter returns the changed builder and leaves this one as it was"]
+    pub fn max_frame_length(mut self, bytes: u32) -> Self {
         self.max_frame_length = bytes;
         self
     }
 
     /// What the decoder does with a frame over `max_frame_length` (default
     /// [`OversizePolicy::Close`]; SPEC §3.3).
-    pub fn oversize_policy(&mut self, policy: OversizePolicy) -> &mut Self {
+    #[must_use = "a setter returns the changed builder and leaves this one as it was"]
+    pub fn oversize_policy(mut self, policy: OversizePolicy) -> Self {
         self.oversize_policy = policy;
         self
     }
@@ -66,10 +73,12 @@ impl Builder {
     ///
     /// Bounds the memory an idle connection keeps after a large frame: at the first frame boundary
     /// after the buffer grew past this, it is replaced with a buffer of this size. Set it at least as
-    /// large as your usual frame plus one read, or steady traffic will reallocate.
+    /// large as your usual frame plus one read, or steady traffic will reallocate. Applied by the
+    /// codecs only: a [`Framer`] never touches its caller's buffer.
     ///
     /// [`DEFAULT_RETAINED_CAPACITY`]: crate::limits::DEFAULT_RETAINED_CAPACITY
-    pub fn retained_capacity(&mut self, bytes: usize) -> &mut Self {
+    #[must_use = "a setter returns the changed builder and leaves this one as it was"]
+    pub fn retained_capacity(mut self, bytes: usize) -> Self {
         self.retained_capacity = bytes;
         self
     }
@@ -97,5 +106,38 @@ impl Builder {
     /// A typed codec decoding `T` (and encoding any `Serialize` item) with these settings.
     pub fn json_codec<T>(&self) -> JsonCodec<T> {
         JsonCodec::with_config(*self)
+    }
+
+    /// A framer (the SPEC §3.1 state machine without any buffer policy) with these settings; it uses
+    /// `max_frame_length` and `oversize_policy`, not `retained_capacity`.
+    pub fn framer(&self) -> Framer {
+        Framer::new(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_work_on_copies_and_a_stored_builder_is_reusable() {
+        let base = Builder::new();
+        let small = base.max_frame_length(5);
+        // The setter returned a changed copy; the builder it was called on is as it was.
+        assert_eq!(base.get_max_frame_length(), DEFAULT_MAX_FRAME_LENGTH);
+        assert_eq!(small.get_max_frame_length(), 5);
+        let skipping = small
+            .oversize_policy(OversizePolicy::Skip)
+            .retained_capacity(1024);
+        assert_eq!(small.get_oversize_policy(), OversizePolicy::Close);
+        assert_eq!(small.get_retained_capacity(), DEFAULT_RETAINED_CAPACITY);
+        assert_eq!(skipping.get_oversize_policy(), OversizePolicy::Skip);
+        assert_eq!(skipping.get_retained_capacity(), 1024);
+        assert_eq!(skipping.get_max_frame_length(), 5);
+        // A stored builder makes any number of codecs and framers, each with its settings.
+        assert_eq!(*small.raw_codec().config(), small);
+        assert_eq!(*small.json_codec::<u8>().config(), small);
+        assert_eq!(*skipping.framer().config(), skipping);
+        assert_eq!(*skipping.raw_codec().config(), skipping);
     }
 }

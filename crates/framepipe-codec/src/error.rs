@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::escape_preview;
+
 /// Which part of a frame a truncated stream ended in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FramePart {
@@ -59,10 +61,10 @@ pub enum Error {
     /// speaking framepipe at all (SPEC §3.5). Fatal, under either oversize policy: nothing was
     /// buffered or skipped.
     #[error(
-        "not a framepipe stream: its first 4 bytes {shown} look like {looks_like}, not a frame \
+        "not a framepipe stream: its first 4 bytes \"{shown}\" look like {looks_like}, not a frame \
          length (as one they would announce {length} bytes, over max_frame_length {max}); a \
          framepipe stream starts with a 4-byte big-endian length",
-        shown = ShowBytes(header)
+        shown = escape_preview(header, header.len())
     )]
     NotFramepipe {
         /// What the bytes look like: `"an HTTP request"`, `"a TLS handshake"`, `"text"`, ….
@@ -276,19 +278,6 @@ pub(crate) fn foreign_protocol(header: [u8; 4]) -> Option<&'static str> {
     }
 }
 
-/// Shows bytes as a quoted ASCII string with escapes, e.g. `"GET "` or `"\x16\x03\x01\x02"`.
-struct ShowBytes<'a>(&'a [u8; 4]);
-
-impl fmt::Display for ShowBytes<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for &b in self.0 {
-            write!(f, "{}", std::ascii::escape_default(b))?;
-        }
-        f.write_str("\"")
-    }
-}
-
 impl From<Error> for io::Error {
     /// I/O errors are unwrapped; a truncated stream becomes [`io::ErrorKind::UnexpectedEof`];
     /// encoder refusals become [`io::ErrorKind::InvalidInput`]; everything else the peer sent
@@ -380,6 +369,20 @@ mod tests {
         assert!(
             tls.to_string().contains("\"\\x16\\x03\\x01\\x02\""),
             "{tls}"
+        );
+        // The whole message, exactly: the bytes escaped and quoted, nothing cut.
+        let quote = Error::NotFramepipe {
+            looks_like: "JSON text (sent without length headers?)",
+            header: *b"\"a\\\n",
+            length: 576_740_362,
+            max: 16_777_216,
+        };
+        assert_eq!(
+            quote.to_string(),
+            "not a framepipe stream: its first 4 bytes \"\\\"a\\\\\\n\" look like JSON text (sent \
+             without length headers?), not a frame length (as one they would announce 576740362 \
+             bytes, over max_frame_length 16777216); a framepipe stream starts with a 4-byte \
+             big-endian length"
         );
     }
 

@@ -3,14 +3,16 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::frame_decoder::{FrameDecoder, FrameMeta};
-use crate::frame_encoder::FrameEncoder;
-use crate::{Builder, Error};
+use crate::frame_writer::FrameWriter;
+use crate::framer::FrameMeta;
+use crate::limits::HEADER_LEN;
+use crate::read_policy::ReadPolicy;
+use crate::{Builder, Error, Framer};
 
 /// Decodes frames into `T: DeserializeOwned` and encodes any `Serialize` item as a frame (SPEC §1.2).
 ///
@@ -25,6 +27,8 @@ use crate::{Builder, Error};
 /// - **Encoding** serializes straight into the destination buffer behind a 4-byte placeholder and then
 ///   patches the length in: no intermediate `Vec`, no second copy. If serialization fails or the body
 ///   exceeds `max_frame_length`, the buffer is restored and nothing is written.
+/// - The read buffer follows the same policy as [`RawCodec`](crate::RawCodec)'s: bounded read-ahead
+///   (SPEC §2.2) and at most `retained_capacity` kept between frames (SPEC §2.3).
 ///
 /// # Errors
 /// A body that is empty, not valid JSON, or the wrong shape for `T` gives a frame-local error
@@ -48,8 +52,9 @@ use crate::{Builder, Error};
 /// assert_eq!(codec.decode(&mut buf).unwrap(), Some(vec![Point { x: 1, y: 2 }]));
 /// ```
 pub struct JsonCodec<T> {
-    decoder: FrameDecoder,
-    encoder: FrameEncoder,
+    framer: Framer,
+    read: ReadPolicy,
+    writer: FrameWriter,
     // `fn() -> T`: the codec owns no `T`, so it is Send + Sync whatever `T` is.
     _item: PhantomData<fn() -> T>,
 }
@@ -58,8 +63,9 @@ impl<T> fmt::Debug for JsonCodec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonCodec")
             .field("item", &std::any::type_name::<T>())
-            .field("decoder", &self.decoder)
-            .field("encoder", &self.encoder)
+            .field("framer", &self.framer)
+            .field("read", &self.read)
+            .field("writer", &self.writer)
             .finish()
     }
 }
@@ -67,8 +73,9 @@ impl<T> fmt::Debug for JsonCodec<T> {
 impl<T> Clone for JsonCodec<T> {
     fn clone(&self) -> Self {
         JsonCodec {
-            decoder: self.decoder.clone(),
-            encoder: self.encoder.clone(),
+            framer: self.framer.clone(),
+            read: self.read,
+            writer: self.writer.clone(),
             _item: PhantomData,
         }
     }
@@ -93,25 +100,26 @@ impl<T> JsonCodec<T> {
 
     pub(crate) fn with_config(config: Builder) -> Self {
         JsonCodec {
-            decoder: FrameDecoder::new(config),
-            encoder: FrameEncoder::new(config),
+            framer: Framer::new(config),
+            read: ReadPolicy::new(&config),
+            writer: FrameWriter::new(config),
             _item: PhantomData,
         }
     }
 
     /// The settings this codec was built with.
     pub fn config(&self) -> &Builder {
-        self.decoder.config()
+        self.framer.config()
     }
 
     /// Frames the decoder has seen so far (delivered, skipped or rejected).
     pub fn frames_decoded(&self) -> u64 {
-        self.decoder.frames_seen()
+        self.framer.frames_seen()
     }
 
     /// Bytes of the input stream the decoder has consumed so far.
     pub fn bytes_decoded(&self) -> u64 {
-        self.decoder.bytes_consumed()
+        self.framer.bytes_consumed()
     }
 }
 
@@ -145,8 +153,11 @@ fn body_error(meta: FrameMeta, source: serde_json::Error) -> Error {
 /// queue, so the queue holds wire bytes).
 ///
 /// `frame` (0-based index) and `offset` (byte offset of the frame's header in its stream) only label
-/// the error. After `RawCodec::decode` returns a body of `len` bytes, they are
-/// `frames_decoded() - 1` and `bytes_decoded() - 4 - len`.
+/// the error: a [`Frame`](crate::Frame)'s `index` and `offset`.
+///
+/// `T` may borrow from the body (`&'de str`, `#[serde(borrow)] Cow<'de, str>`, `&'de RawValue`):
+/// a string without escapes is then a slice of the frame's bytes, not a copy. The whole body is
+/// checked to be UTF-8 once, before parsing (SPEC §3.2).
 ///
 /// ```
 /// use framepipe_codec::{parse_json_body, Error};
@@ -155,10 +166,17 @@ fn body_error(meta: FrameMeta, source: serde_json::Error) -> Error {
 /// assert_eq!(v, [1, 2]);
 /// let err = parse_json_body::<Vec<u32>>(b"[1,", 3, 120).unwrap_err();
 /// assert!(matches!(err, Error::InvalidJson { frame: 3, offset: 120, .. }));
+///
+/// // Borrowed: `name` points into the body.
+/// #[derive(serde::Deserialize)]
+/// struct Tag<'a> { name: &'a str }
+/// let body = br#"{"name":"t1"}"#;
+/// let tag: Tag<'_> = parse_json_body(body, 0, 0)?;
+/// assert_eq!(tag.name, "t1");
 /// # Ok::<(), Error>(())
 /// ```
-pub fn parse_json_body<T: DeserializeOwned>(
-    body: &[u8],
+pub fn parse_json_body<'de, T: Deserialize<'de>>(
+    body: &'de [u8],
     frame: u64,
     offset: u64,
 ) -> Result<T, Error> {
@@ -172,7 +190,7 @@ pub fn parse_json_body<T: DeserializeOwned>(
     )
 }
 
-fn parse_body<T: DeserializeOwned>(body: &[u8], meta: FrameMeta) -> Result<T, Error> {
+fn parse_body<'de, T: Deserialize<'de>>(body: &'de [u8], meta: FrameMeta) -> Result<T, Error> {
     if body.is_empty() {
         return Err(Error::EmptyFrame {
             frame: meta.index,
@@ -218,14 +236,15 @@ impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
 
     /// Returns the next value, `Ok(None)` if more bytes are needed, or an error (SPEC §3, §4).
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<T>, Error> {
-        let Some(meta) = self.decoder.poll_body(src)? else {
+        let Some(meta) = self.framer.poll_body(src)? else {
+            self.read.before_read(&self.framer, src);
             return Ok(None);
         };
         // SPEC §3.2: parse in place, then consume the body whatever the outcome, so an invalid
         // body costs only its own frame.
         let parsed = parse_body(&src[..meta.len], meta);
-        src.advance(meta.len);
-        self.decoder.finish(src, meta);
+        self.framer.discard_body(src, meta);
+        self.read.after_frame(src, HEADER_LEN + meta.len);
         parsed.map(Some)
     }
 
@@ -233,7 +252,7 @@ impl<T: DeserializeOwned> Decoder for JsonCodec<T> {
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<T>, Error> {
         match self.decode(src)? {
             Some(item) => Ok(Some(item)),
-            None => self.decoder.check_eof(src).map(|()| None),
+            None => self.framer.check_eof(src).map(|()| None),
         }
     }
 }
@@ -271,7 +290,102 @@ impl<T, I: Serialize> Encoder<I> for JsonCodec<T> {
     /// cannot be serialized or its JSON exceeds `max_frame_length`. The JSON is written before its
     /// length is known, so a too-large item briefly occupies its full size in `dst`.
     fn encode(&mut self, item: I, dst: &mut BytesMut) -> Result<(), Error> {
-        self.encoder
+        self.writer
             .encode_with(dst, |dst| serialize_into(dst, &item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::limits::{DEFAULT_RETAINED_CAPACITY, RESERVE_STEP};
+
+    /// A record that borrows its strings from the frame's body.
+    #[derive(Debug, Deserialize)]
+    struct Borrowed<'a> {
+        #[serde(borrow)]
+        cow: Cow<'a, str>,
+        name: &'a str,
+    }
+
+    /// `true` if `text` lies entirely within `body`'s bytes.
+    fn points_into(body: &[u8], text: &str) -> bool {
+        let range = body.as_ptr_range();
+        let start = text.as_ptr();
+        range.contains(&start) && start.wrapping_add(text.len()) <= range.end
+    }
+
+    #[test]
+    fn borrowed_fields_point_into_the_body() {
+        let body = br#"{"cow":"plain","name":"sensor-1"}"#;
+        let record: Borrowed<'_> = parse_json_body(body, 0, 0).unwrap();
+        assert_eq!((&*record.cow, record.name), ("plain", "sensor-1"));
+        assert!(matches!(record.cow, Cow::Borrowed(_)));
+        assert!(points_into(body, &record.cow));
+        assert!(points_into(body, record.name));
+    }
+
+    #[test]
+    fn an_escaped_string_is_unescaped_into_an_owned_cow() {
+        let body = br#"{"cow":"a\"b\u00e9\n","name":"t1"}"#;
+        let record: Borrowed<'_> = parse_json_body(body, 0, 0).unwrap();
+        assert_eq!(record.cow, "a\"b\u{e9}\n");
+        assert!(matches!(record.cow, Cow::Owned(_)));
+        assert!(points_into(body, record.name));
+        // A `&str` cannot hold an unescaped copy: the wrong shape for the type, frame-local.
+        let err =
+            parse_json_body::<Borrowed<'_>>(br#"{"cow":"x","name":"a\nb"}"#, 4, 40).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnexpectedJson {
+                    frame: 4,
+                    offset: 40,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn borrowed_parsing_still_checks_the_whole_body_is_utf8() {
+        // SPEC §3.2: even a string the type ignores.
+        let body = b"{\"cow\":\"x\",\"name\":\"y\",\"extra\":\"\xff\"}";
+        let err = parse_json_body::<Borrowed<'_>>(body, 1, 9).unwrap_err();
+        match err {
+            Error::InvalidJson {
+                frame: 1,
+                offset: 9,
+                line: 1,
+                column: 32,
+                ref source,
+                ..
+            } => assert!(source.to_string().contains("body byte 31"), "{source}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_typed_codec_applies_the_read_policy() {
+        // SPEC §2.2 while a body arrives, §2.3 after it: a 1 MiB JSON string, then half a header.
+        let mut codec = JsonCodec::<String>::new();
+        let mut body = vec![b'"'; 1 << 20];
+        body[1..(1 << 20) - 1].fill(b'x');
+        let mut src = BytesMut::from(&(body.len() as u32).to_be_bytes()[..]);
+        src.extend_from_slice(&body[..10]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        assert!(src.capacity() >= 10 + RESERVE_STEP, "{}", src.capacity());
+        for piece in body[10..].chunks(64 * 1024) {
+            src.extend_from_slice(piece);
+            if let Some(text) = codec.decode(&mut src).unwrap() {
+                assert_eq!(text.len(), (1 << 20) - 2);
+            }
+        }
+        assert_eq!(codec.frames_decoded(), 1);
+        assert!(src.is_empty());
+        assert_eq!(src.capacity(), DEFAULT_RETAINED_CAPACITY);
     }
 }

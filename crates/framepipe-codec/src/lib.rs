@@ -15,12 +15,19 @@
 //! `Framed`, and anything else (the framepipe producer and consumer, fuzzers, tests) drives it over a
 //! `BytesMut`.
 //!
-//! - [`RawCodec`]: bodies as [`bytes::Bytes`], split off the read buffer without copying.
+//! - [`RawCodec`]: bodies as [`bytes::Bytes`], split off the read buffer without copying
+//!   ([`RawCodec::decode_frame`] also gives each [`Frame`]'s index and byte offset).
 //! - [`JsonCodec<T>`]: bodies parsed into `T` with serde_json, and any `Serialize` item encoded straight
-//!   into the output buffer.
+//!   into the output buffer. [`parse_json_body`] parses one body the same way, borrowing from it if
+//!   `T` does.
+//! - [`Framer`]: the framing state machine alone (SPEC §3.1), for readers that manage their own
+//!   buffers; the codecs are a framer plus the read-buffer policy of SPEC §2.2 and §2.3.
 //! - [`Builder`]: every limit, with the defaults of SPEC.md §2 ([`limits`]).
 //! - [`Error`]: one error type; every decoding error names the frame index and byte offset.
 //! - [`Lenient`]: keeps a `FramedRead` going after frame-local errors such as one invalid JSON body.
+//! - [`Notice`]: the rejection notice a consumer may send back, and [`Notice::read`], the one rule
+//!   for reading it (SPEC §6.3).
+//! - [`escape_preview`]: how bytes from the wire are shown in messages.
 //!
 //! Untrusted lengths are checked against `max_frame_length` before anything is reserved, and the read
 //! buffer grows with the bytes that actually arrive: a peer that announces 4 GiB and sends 10 bytes
@@ -52,20 +59,24 @@
 
 mod builder;
 mod error;
-mod frame_decoder;
-mod frame_encoder;
+mod escape_preview;
+mod frame_writer;
+mod framer;
 mod json;
 mod lenient;
 pub mod limits;
 mod notice;
 mod policy;
 mod raw;
+mod read_policy;
 
 pub use builder::Builder;
 pub use error::{Error, FramePart};
-pub use frame_encoder::frame_header;
+pub use escape_preview::escape_preview;
+pub use frame_writer::frame_header;
+pub use framer::{Frame, Framer};
 pub use json::{parse_json_body, JsonCodec};
 pub use lenient::Lenient;
-pub use notice::{Notice, MAX_NOTICE_LENGTH};
+pub use notice::{Notice, NoticeRead, MAX_NOTICE_LENGTH};
 pub use policy::OversizePolicy;
 pub use raw::RawCodec;

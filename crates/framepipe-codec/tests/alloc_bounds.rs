@@ -1,4 +1,5 @@
-//! Allocation bounds, measured with a counting global allocator (SPEC §2.2, §2.3).
+//! Allocation bounds, measured with a counting global allocator (SPEC §2.2, §2.3), and the framer's
+//! lack of any buffer policy (SPEC §3.1).
 //!
 //! The allocator counts every thread, so this binary holds a single `#[test]` that runs its scenarios
 //! one after another. Run with `--nocapture` to see the figures.
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use bytes::BytesMut;
 use framepipe_codec::limits::{DEFAULT_RETAINED_CAPACITY, HEADER_LEN, RESERVE_STEP};
-use framepipe_codec::{Builder, Error, RawCodec};
+use framepipe_codec::{Builder, Error, Framer, RawCodec};
 use futures::executor::block_on;
 use futures::StreamExt;
 use tokio_util::codec::{Decoder, FramedRead};
@@ -175,9 +176,41 @@ fn buffer_shrinks_after_a_16_mib_frame() {
     assert!(block_on(framed.next()).is_none());
 }
 
+/// The framer owns no memory policy: it allocates nothing for an announced length, and splitting
+/// frames off a buffer costs at most `bytes`' small shared header, once per buffer.
+fn the_framer_allocates_nothing_for_bodies() {
+    let input = hostile_header_then(10);
+    let mut framer = Builder::new().max_frame_length(u32::MAX).framer();
+    let mut buf = BytesMut::from(&input[..]);
+    let capacity = buf.capacity();
+    let (res, usage) = measure(|| framer.next_frame(&mut buf));
+    assert!(matches!(res, Ok(None)));
+    eprintln!("0xFFFFFFFF + 10 bytes, limit 4 GiB - 1, framer: {usage:?}");
+    assert_eq!(usage.allocated, 0);
+    assert_eq!(buf.capacity(), capacity - HEADER_LEN);
+
+    // 1,000 frames of 1 KiB split off one buffer: no body is copied.
+    let body = vec![b'7'; 1024];
+    let stream = frame(&body).repeat(1000);
+    let mut buf = BytesMut::from(&stream[..]);
+    let mut framer = Framer::new(Builder::new());
+    let (frames, usage) = measure(|| {
+        let mut frames = Vec::with_capacity(1000);
+        while let Some(frame) = framer.next_frame(&mut buf).unwrap() {
+            frames.push(frame);
+        }
+        frames
+    });
+    assert_eq!(frames.len(), 1000);
+    eprintln!("1,000 frames of 1 KiB, framer: {usage:?}");
+    let frames_vec = 1000 * std::mem::size_of::<framepipe_codec::Frame>();
+    assert!(usage.allocated <= frames_vec + 64, "{usage:?}");
+}
+
 #[test]
 fn allocation_is_bounded_by_bytes_received() {
     announced_u32_max_sending_ten();
     announced_u32_max_sending_one_mib();
     buffer_shrinks_after_a_16_mib_frame();
+    the_framer_allocates_nothing_for_bodies();
 }

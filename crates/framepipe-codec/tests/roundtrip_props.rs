@@ -186,7 +186,7 @@ proptest! {
         sizes in chunk_sizes(),
     ) {
         let policy = if skip { OversizePolicy::Skip } else { OversizePolicy::Close };
-        let config = *Builder::new().max_frame_length(max).oversize_policy(policy);
+        let config = Builder::new().max_frame_length(max).oversize_policy(policy);
         let mut raw = config.raw_codec();
         let mut reencoded = BytesMut::new();
         let mut buf = BytesMut::new();

@@ -28,7 +28,7 @@ pub fn frame_header(len: usize, max_frame_length: u32) -> Result<[u8; HEADER_LEN
 
 /// Appends frames to a destination buffer and keeps that buffer from pinning memory.
 #[derive(Debug, Clone)]
-pub(crate) struct FrameEncoder {
+pub(crate) struct FrameWriter {
     config: Builder,
     /// A frame over the retained capacity went into the buffer, which may have grown to fit it.
     oversized_pending: bool,
@@ -37,9 +37,9 @@ pub(crate) struct FrameEncoder {
     last_oversized: bool,
 }
 
-impl FrameEncoder {
+impl FrameWriter {
     pub(crate) fn new(config: Builder) -> Self {
-        FrameEncoder {
+        FrameWriter {
             config,
             oversized_pending: false,
             last_oversized: false,
@@ -112,9 +112,9 @@ impl FrameEncoder {
 mod tests {
     use super::*;
 
-    fn encoder(max: u32, retained: usize) -> FrameEncoder {
-        FrameEncoder::new(
-            *Builder::new()
+    fn encoder(max: u32, retained: usize) -> FrameWriter {
+        FrameWriter::new(
+            Builder::new()
                 .max_frame_length(max)
                 .retained_capacity(retained),
         )
