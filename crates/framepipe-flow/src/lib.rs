@@ -5,10 +5,13 @@
 //! [`StageGauge`]. When a downstream stage is slow its queue fills, the upstream `send` waits, and
 //! memory stays flat; the gauges show where the bytes are and how long producers waited.
 //!
-//! The kernel's socket queues are stages too: [`SocketSet`] sums them ([`probe`] reads them), and a
-//! [`Monitor`] puts every stage, the sockets and the process's RSS into one [`FlowSnapshot`].
-//! [`socket`] holds the TCP options both ends apply. A [`MemoryPool`] caps the bytes buffered across
-//! many connections.
+//! The kernel's socket queues are stages too: [`SocketSet`] sums the connections that are a
+//! [`SocketProbe`] (TCP and Unix domain sockets; [`probe`] reads them) and reports the figures as
+//! unavailable while a connection over another transport is open. A [`Monitor`] puts every stage, the
+//! sockets and the process's RSS into one [`FlowSnapshot`], and its [`Sampler`] records the peaks.
+//! [`Shared`] lets a connection own its socket as `AsyncRead + AsyncWrite` while the set probes it,
+//! and [`PeerAddr`] names the other end whatever the transport. [`socket`] holds the options both
+//! ends apply. A [`MemoryPool`] caps the bytes buffered across many connections.
 //!
 //! ```
 //! use framepipe_flow::{queue, StageGauge};
@@ -30,14 +33,22 @@
 )]
 
 mod gauge;
+mod peer;
 pub mod pool;
 pub mod probe;
 pub mod queue;
+mod sampler;
+mod shared;
 mod snapshot;
 pub mod socket;
+mod socket_probe;
 mod sockets;
 
 pub use gauge::{StageGauge, StageSnapshot};
+pub use peer::PeerAddr;
 pub use pool::{MemoryPool, PoolSnapshot, Reservation};
+pub use sampler::{Sampler, DEFAULT_SAMPLE_INTERVAL};
+pub use shared::Shared;
 pub use snapshot::{FlowSnapshot, Monitor};
-pub use sockets::{SocketQueues, SocketSet};
+pub use socket_probe::SocketProbe;
+pub use sockets::{SocketQueues, SocketSet, Unprobed};

@@ -92,6 +92,40 @@ impl MemoryPool {
         }
     }
 
+    /// A reservation of `bytes`, waiting, first come first served, until the pool has room; a wait
+    /// is counted in [`PoolSnapshot::waits`] and [`PoolSnapshot::wait_ms`] like one of
+    /// [`Reservation::grow_to`], which this is on a new, empty reservation.
+    ///
+    /// For a driver that waits for memory and hands the bytes to code that owns a connection's
+    /// reservation, which takes them with [`Reservation::absorb`]. A required growth (see the module
+    /// documentation): ask only for bytes that complete a frame.
+    ///
+    /// # Backpressure
+    /// Waits while the pool has fewer than `bytes` free. Bytes given back meanwhile go to the first
+    /// waiter until it has all it asked for (that is what keeps the order first come, first served),
+    /// so a waiter holds part of its request while it waits; cancelling the wait gives all of it back.
+    ///
+    /// # Panics
+    /// If `bytes` is over the pool's limit: that could never be granted.
+    pub async fn acquire(&self, bytes: usize) -> Reservation {
+        let mut reservation = self.reservation();
+        reservation.grow_to(bytes).await;
+        reservation
+    }
+
+    /// A reservation of `bytes` if the pool has that much free now, without waiting (required
+    /// growth: it may use the reserve, as [`Reservation::grow_to`] does).
+    pub fn try_acquire(&self, bytes: usize) -> Option<Reservation> {
+        if bytes > self.inner.limit || !self.inner.take(bytes) {
+            return None;
+        }
+        self.inner.note_peak();
+        Some(Reservation {
+            pool: self.inner.clone(),
+            bytes,
+        })
+    }
+
     /// The limit in bytes.
     pub fn limit(&self) -> usize {
         self.inner.limit
@@ -229,6 +263,20 @@ impl Reservation {
             bytes,
         }
     }
+
+    /// Merges `other`, a reservation on the same pool, into this one: this one then holds both, and
+    /// gives both back when dropped. The pool's total does not change. No allocation.
+    ///
+    /// # Panics
+    /// If `other` was reserved from another pool (it is then dropped and gives its bytes back).
+    pub fn absorb(&mut self, mut other: Reservation) {
+        assert!(
+            Arc::ptr_eq(&self.pool, &other.pool),
+            "a reservation of {} bytes from another pool cannot be absorbed",
+            other.bytes
+        );
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
 }
 
 impl Drop for Reservation {
@@ -331,5 +379,58 @@ mod tests {
         let mut frame = pool.reservation();
         let waited = tokio::time::timeout(Duration::from_secs(1), frame.grow_to(500)).await;
         assert_eq!(waited.ok(), Some(Duration::ZERO));
+    }
+
+    /// A driver waits for memory with `acquire` and hands it to the owner of the connection's
+    /// reservation, which absorbs it.
+    #[tokio::test]
+    async fn acquired_bytes_wait_their_turn_and_merge_into_the_connection() {
+        let pool = MemoryPool::new(1000, 0);
+        let mut connection = pool.acquire(600).await;
+        assert_eq!((connection.bytes(), pool.snapshot().waits), (600, 0));
+        let driver = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire(700).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!driver.is_finished(), "700 more cannot fit beside 600");
+        connection.shrink_to(300);
+        let more = tokio::time::timeout(Duration::from_secs(5), driver)
+            .await
+            .expect("granted once there is room")
+            .unwrap();
+        let s = pool.snapshot();
+        assert_eq!((s.in_use, s.waits), (1000, 1));
+        assert!(s.wait_ms >= 40, "{s:?}");
+        connection.absorb(more);
+        assert_eq!((connection.bytes(), pool.in_use()), (1000, 1000));
+        connection.shrink_to(100);
+        assert_eq!(pool.in_use(), 100);
+        drop(connection);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_acquire_gives_back_what_it_was_assigned() {
+        let pool = MemoryPool::new(1000, 0);
+        let held = pool.acquire(900).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(20), pool.acquire(500)).await;
+        assert!(waiting.is_err(), "cannot fit");
+        // The 100 free bytes were assigned to the waiter, and came back when it was cancelled.
+        assert_eq!(pool.in_use(), 900);
+        drop(held);
+        assert_eq!(pool.in_use(), 0);
+        assert_eq!(pool.acquire(1000).await.bytes(), 1000);
+    }
+
+    #[test]
+    #[should_panic(expected = "from another pool")]
+    fn absorbing_from_another_pool_is_refused() {
+        let a = MemoryPool::new(100, 0);
+        let b = MemoryPool::new(100, 0);
+        let mut r = a.reservation();
+        let mut other = b.reservation();
+        assert!(other.try_grow_keeping(10));
+        r.absorb(other);
     }
 }

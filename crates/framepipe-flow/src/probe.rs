@@ -3,11 +3,17 @@
 //! These are Linux facilities (`ioctl(SIOCOUTQ)`, `ioctl(FIONREAD)`, `/proc/self`). On other systems
 //! every function returns an error of kind [`io::ErrorKind::Unsupported`], and reports show the figure
 //! as unavailable rather than as zero.
+//!
+//! The queue functions take any socket descriptor; [`SocketProbe`](crate::SocketProbe) is how a
+//! connection offers them to a [`SocketSet`](crate::SocketSet), and says what they mean for each kind
+//! of socket.
 
 use std::io;
 
 /// Bytes in a TCP socket's send queue: written by the application but not yet acknowledged by the
-/// peer (sent-but-unacknowledged plus not-yet-sent), from `ioctl(SIOCOUTQ)`.
+/// peer (sent-but-unacknowledged plus not-yet-sent), from `ioctl(SIOCOUTQ)`. On a Unix domain stream
+/// socket, the kernel memory holding what the peer has not yet read (see
+/// [`SocketProbe::unsent_bytes`](crate::SocketProbe::unsent_bytes)).
 ///
 /// One system call; does not wait.
 #[cfg(target_os = "linux")]
@@ -15,8 +21,8 @@ pub fn unsent_bytes(socket: &impl std::os::fd::AsRawFd) -> io::Result<usize> {
     ioctl_int(socket.as_raw_fd(), libc::TIOCOUTQ)
 }
 
-/// Bytes that have arrived on a TCP socket and not yet been read by the application, from
-/// `ioctl(FIONREAD)` (also known as `SIOCINQ`).
+/// Bytes that have arrived on a TCP or Unix domain stream socket and not yet been read by the
+/// application, from `ioctl(FIONREAD)` (also known as `SIOCINQ`).
 ///
 /// One system call; does not wait.
 #[cfg(target_os = "linux")]

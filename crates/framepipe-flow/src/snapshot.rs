@@ -8,20 +8,26 @@ use serde::Serialize;
 use crate::{probe, SocketQueues, SocketSet, StageGauge, StageSnapshot};
 
 /// One reading of every stage of a pipeline. Serializes to JSON.
+///
+/// Socket figures are `None` when they cannot be read (not on Linux, or a connection over a
+/// transport that cannot be probed is open: SPEC §5.3), never zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlowSnapshot {
     /// Each stage's gauge, in pipeline order.
     pub stages: Vec<StageSnapshot>,
     /// The kernel's socket queues.
     pub sockets: SocketQueues,
-    /// Bytes in all stages and socket queues now.
+    /// Bytes in all stages and socket queues now. A socket queue that cannot be read counts as zero,
+    /// so when `sockets` shows a `None` this is a lower bound.
     pub in_flight_bytes: usize,
-    /// The most in-flight bytes seen by any sample so far.
+    /// The most in-flight bytes seen by any sample so far (or now, if more).
     pub peak_in_flight_bytes: usize,
-    /// The largest socket send queue total seen by any sample so far.
-    pub peak_send_queue_bytes: usize,
-    /// The largest socket receive queue total seen by any sample so far.
-    pub peak_recv_queue_bytes: usize,
+    /// The largest socket send queue total seen by any sample so far (or now, if more); `None` if it
+    /// has never been readable.
+    pub peak_send_queue_bytes: Option<usize>,
+    /// The largest socket receive queue total seen by any sample so far (or now, if more); `None` if
+    /// it has never been readable.
+    pub peak_recv_queue_bytes: Option<usize>,
     /// Resident memory of the process now; `None` where it cannot be read.
     pub rss_bytes: Option<u64>,
     /// Peak resident memory of the process so far (kept by the kernel); `None` where unavailable.
@@ -30,9 +36,26 @@ pub struct FlowSnapshot {
 
 /// Reads a fixed list of stages and a [`SocketSet`] together, and keeps the peak of their sum.
 ///
-/// The per-stage peaks are exact (each gauge keeps its own); the peak of the *sum* is as good as the
-/// sampling: call [`Monitor::sample`] often (framepipe's producer and consumer sample every 10 ms).
+/// The per-stage peaks are exact (each gauge keeps its own); the peak of the *sum*, and of the socket
+/// queues, is as good as the sampling: one sampler per monitor ([`Monitor::spawn_sampler`], every
+/// [`DEFAULT_SAMPLE_INTERVAL`](crate::DEFAULT_SAMPLE_INTERVAL) by default) records them with
+/// [`Monitor::sample`], and everything else reads with [`Monitor::read`], which changes nothing.
 /// Cheap to clone (an `Arc`).
+///
+/// ```
+/// use framepipe_flow::{Monitor, SocketSet, StageGauge};
+///
+/// let queue = StageGauge::new("queue");
+/// let monitor = Monitor::new(vec![queue.clone()], SocketSet::new());
+/// queue.grow(500);
+/// assert_eq!(monitor.read().peak_in_flight_bytes, 500); // the value now
+/// queue.shrink(500);
+/// assert_eq!(monitor.read().peak_in_flight_bytes, 0); // read recorded nothing
+/// queue.grow(300);
+/// monitor.sample();
+/// queue.shrink(300);
+/// assert_eq!(monitor.read().peak_in_flight_bytes, 300); // sample did
+/// ```
 #[derive(Debug, Clone)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -43,8 +66,8 @@ struct Inner {
     stages: Vec<StageGauge>,
     sockets: SocketSet,
     peak_in_flight: AtomicUsize,
-    peak_send: AtomicUsize,
-    peak_recv: AtomicUsize,
+    peak_send: OptionalPeak,
+    peak_recv: OptionalPeak,
 }
 
 impl Monitor {
@@ -55,34 +78,47 @@ impl Monitor {
                 stages,
                 sockets,
                 peak_in_flight: AtomicUsize::new(0),
-                peak_send: AtomicUsize::new(0),
-                peak_recv: AtomicUsize::new(0),
+                peak_send: OptionalPeak::default(),
+                peak_recv: OptionalPeak::default(),
             }),
         }
     }
 
-    /// Reads everything now and updates the in-flight peak.
+    /// Reads everything and records the in-flight and socket-queue peaks. Only the sampler should
+    /// call it ([`Monitor::spawn_sampler`]); to look, use [`Monitor::read`].
     ///
-    /// Costs two `ioctl`s per live socket and two small `/proc` reads: tens of microseconds.
+    /// Costs two `ioctl`s per live socket, two small `/proc` reads (tens of microseconds) and one
+    /// `Vec` of stage readings.
     pub fn sample(&self) -> FlowSnapshot {
-        let stages: Vec<StageSnapshot> = self.inner.stages.iter().map(|g| g.snapshot()).collect();
-        let sockets = self.inner.sockets.queues();
+        self.snapshot(true)
+    }
+
+    /// Reads everything without recording anything: each peak is the larger of the recorded peak and
+    /// the value now. No side effect, so any number of readers may call it.
+    ///
+    /// Same cost as [`Monitor::sample`].
+    pub fn read(&self) -> FlowSnapshot {
+        self.snapshot(false)
+    }
+
+    fn snapshot(&self, record: bool) -> FlowSnapshot {
+        let inner = &*self.inner;
+        let stages: Vec<StageSnapshot> = inner.stages.iter().map(|g| g.snapshot()).collect();
+        let sockets = inner.sockets.queues();
+        // SPEC §5.3: an unreadable socket queue counts as zero in the sum.
         let in_flight_bytes = stages.iter().map(|s| s.bytes).sum::<usize>() + sockets.total();
-        let peak = self
-            .inner
-            .peak_in_flight
-            .fetch_max(in_flight_bytes, Relaxed);
-        let send = sockets.send_queue_bytes.unwrap_or(0);
-        let recv = sockets.recv_queue_bytes.unwrap_or(0);
-        let peak_send = self.inner.peak_send.fetch_max(send, Relaxed).max(send);
-        let peak_recv = self.inner.peak_recv.fetch_max(recv, Relaxed).max(recv);
+        let peak_in_flight = if record {
+            inner.peak_in_flight.fetch_max(in_flight_bytes, Relaxed)
+        } else {
+            inner.peak_in_flight.load(Relaxed)
+        };
         FlowSnapshot {
             stages,
             sockets,
             in_flight_bytes,
-            peak_in_flight_bytes: peak.max(in_flight_bytes),
-            peak_send_queue_bytes: peak_send,
-            peak_recv_queue_bytes: peak_recv,
+            peak_in_flight_bytes: peak_in_flight.max(in_flight_bytes),
+            peak_send_queue_bytes: inner.peak_send.with(sockets.send_queue_bytes, record),
+            peak_recv_queue_bytes: inner.peak_recv.with(sockets.recv_queue_bytes, record),
             rss_bytes: probe::rss_bytes().ok(),
             peak_rss_bytes: probe::peak_rss_bytes().ok(),
         }
@@ -96,5 +132,108 @@ impl Monitor {
     /// The stages this monitor reads.
     pub fn stages(&self) -> &[StageGauge] {
         &self.inner.stages
+    }
+}
+
+/// The peak of a figure that may be unavailable: holds `peak + 1`, and 0 while no reading has been
+/// available, so one atomic does it.
+#[derive(Debug, Default)]
+struct OptionalPeak(AtomicUsize);
+
+impl OptionalPeak {
+    /// The larger of the recorded peak and `now`, recording `now` if `record`.
+    fn with(&self, now: Option<usize>, record: bool) -> Option<usize> {
+        let encoded = now.map_or(0, |n| n.saturating_add(1));
+        let before = if record {
+            self.0.fetch_max(encoded, Relaxed)
+        } else {
+            self.0.load(Relaxed)
+        };
+        before.max(encoded).checked_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    struct Fixed(usize);
+
+    impl crate::SocketProbe for Fixed {
+        fn unsent_bytes(&self) -> io::Result<usize> {
+            Ok(self.0)
+        }
+        fn unread_bytes(&self) -> io::Result<usize> {
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn read_records_nothing_and_sample_records_the_peaks() {
+        let stage = StageGauge::new("queue");
+        let sockets = SocketSet::new();
+        let monitor = Monitor::new(vec![stage.clone()], sockets.clone());
+        let probe: Arc<dyn crate::SocketProbe> = Arc::new(Fixed(100));
+        sockets.register(probe.clone());
+        stage.grow(1000);
+        let now = monitor.read();
+        assert_eq!(
+            (now.in_flight_bytes, now.peak_in_flight_bytes),
+            (1101, 1101)
+        );
+        assert_eq!(now.peak_send_queue_bytes, Some(100));
+        stage.shrink(1000);
+        drop(probe);
+        let later = monitor.read();
+        assert_eq!((later.in_flight_bytes, later.peak_in_flight_bytes), (0, 0));
+        assert_eq!(later.peak_send_queue_bytes, Some(0));
+
+        let probe: Arc<dyn crate::SocketProbe> = Arc::new(Fixed(100));
+        sockets.register(probe.clone());
+        stage.grow(1000);
+        monitor.sample();
+        stage.shrink(1000);
+        drop(probe);
+        let later = monitor.read();
+        assert_eq!(
+            (later.in_flight_bytes, later.peak_in_flight_bytes),
+            (0, 1101)
+        );
+        assert_eq!(
+            (later.peak_send_queue_bytes, later.peak_recv_queue_bytes),
+            (Some(100), Some(1))
+        );
+    }
+
+    #[test]
+    fn socket_peaks_are_unavailable_until_a_reading_is() {
+        // SPEC §5.3: never reported as zero.
+        let sockets = SocketSet::new();
+        let monitor = Monitor::new(Vec::new(), sockets.clone());
+        let pipe = sockets.register_unprobed();
+        let s = monitor.sample();
+        assert_eq!(
+            (
+                s.sockets.send_queue_bytes,
+                s.peak_send_queue_bytes,
+                s.peak_recv_queue_bytes
+            ),
+            (None, None, None)
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["peak_send_queue_bytes"].is_null(), "{json}");
+        drop(pipe);
+        let probe: Arc<dyn crate::SocketProbe> = Arc::new(Fixed(7));
+        sockets.register(probe.clone());
+        monitor.sample();
+        let pipe = sockets.register_unprobed();
+        // Unavailable now, but a peak was recorded while it was readable.
+        let s = monitor.read();
+        assert_eq!(
+            (s.sockets.send_queue_bytes, s.peak_send_queue_bytes),
+            (None, Some(7))
+        );
+        drop(pipe);
     }
 }

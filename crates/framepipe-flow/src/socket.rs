@@ -1,11 +1,22 @@
-//! TCP socket options as documented settings, and the connect/bind helpers that apply them (SPEC §5.2).
+//! Socket options as documented settings, and the connect/bind helpers that apply them, for TCP and
+//! Unix domain stream sockets (SPEC §5.2).
+//!
+//! | Option | TCP | Unix domain stream socket |
+//! |---|---|---|
+//! | `send_buffer` | `SO_SNDBUF`: bytes not yet acknowledged | `SO_SNDBUF`: on Linux, what bounds the bytes the peer has not yet read |
+//! | `recv_buffer` | `SO_RCVBUF`: bytes not yet read, and the window | `SO_RCVBUF`: set, but Linux does not use it for stream sockets |
+//! | `nodelay`, `keepalive` | applied | do not apply (no Nagle, no vanishing peer on one host) |
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::Path;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use tokio::net::{UnixListener, UnixSocket, UnixStream};
 
 /// Default requested send buffer: 256 KiB (SPEC §5.2).
 pub const DEFAULT_SEND_BUFFER: u32 = 256 * 1024;
@@ -13,10 +24,13 @@ pub const DEFAULT_SEND_BUFFER: u32 = 256 * 1024;
 pub const DEFAULT_RECV_BUFFER: u32 = 256 * 1024;
 /// Default keepalive idle time: 60 s (SPEC §5.2).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
-/// Listen backlog used by [`bind`].
+/// Listen backlog used by [`bind`] and [`bind_unix`].
 pub const LISTEN_BACKLOG: u32 = 1024;
 
-/// Options applied to every framepipe TCP socket. `Default` gives the values of SPEC §5.2.
+/// Options applied to every framepipe socket. `Default` gives the values of SPEC §5.2.
+///
+/// TCP sockets take all four; Unix domain stream sockets take the buffer sizes only (see the module
+/// documentation for what each bounds there).
 ///
 /// Small kernel buffers are the default on purpose: the kernel's socket queues are a stage of the
 /// pipeline like any other, and with Linux autotuning they may grow to several megabytes per
@@ -95,12 +109,12 @@ impl SocketOptions {
         self.keepalive
     }
 
-    fn apply_buffers(&self, socket: &TcpSocket) -> io::Result<()> {
+    fn apply_buffers(&self, socket: SockRef<'_>) -> io::Result<()> {
         if let Some(bytes) = self.send_buffer {
-            socket.set_send_buffer_size(bytes)?;
+            socket.set_send_buffer_size(bytes as usize)?;
         }
         if let Some(bytes) = self.recv_buffer {
-            socket.set_recv_buffer_size(bytes)?;
+            socket.set_recv_buffer_size(bytes as usize)?;
         }
         Ok(())
     }
@@ -117,6 +131,14 @@ impl SocketOptions {
         }
         Ok(())
     }
+
+    /// Applies the buffer sizes to a connected Unix domain stream socket. [`connect_unix`] does this
+    /// itself; call it on streams from [`UnixListener::accept`]: on Linux an accepted Unix socket does
+    /// not inherit the listener's sizes (on the BSDs and macOS it does). Up to two system calls.
+    #[cfg(unix)]
+    pub fn apply_connected_unix(&self, stream: &UnixStream) -> io::Result<()> {
+        self.apply_buffers(SockRef::from(stream))
+    }
 }
 
 /// What the kernel actually granted for a socket's buffers, in bytes (Linux reports double the
@@ -129,8 +151,12 @@ pub struct BufferSizes {
     pub recv: usize,
 }
 
-/// Reads back the buffer sizes the kernel granted to `stream`.
-pub fn buffer_sizes(stream: &TcpStream) -> io::Result<BufferSizes> {
+/// Reads back the buffer sizes the kernel granted to `stream`: a TCP or Unix socket, or anything
+/// else [`SockRef`] can borrow (an `Arc` of one too). Two system calls.
+pub fn buffer_sizes<'s, S>(stream: &'s S) -> io::Result<BufferSizes>
+where
+    SockRef<'s>: From<&'s S>,
+{
     let sock = SockRef::from(stream);
     Ok(BufferSizes {
         send: sock.send_buffer_size()?,
@@ -167,7 +193,7 @@ async fn connect_one(target: SocketAddr, options: &SocketOptions) -> io::Result<
     } else {
         TcpSocket::new_v6()?
     };
-    options.apply_buffers(&socket)?;
+    options.apply_buffers(SockRef::from(&socket))?;
     let stream = socket.connect(target).await?;
     options.apply_connected(&stream)?;
     Ok(stream)
@@ -188,11 +214,60 @@ pub async fn bind(addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Resu
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    options.apply_buffers(&socket)?;
+    options.apply_buffers(SockRef::from(&socket))?;
     socket
         .bind(target)
         .map_err(|e| io::Error::new(e.kind(), format!("binding {target}: {e}")))?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Binds a Unix domain stream listener at `path` with `options`' buffer sizes, listening with a
+/// backlog of [`LISTEN_BACKLOG`]. Connections accepted on Linux do not inherit the sizes: apply them
+/// with [`SocketOptions::apply_connected_unix`].
+///
+/// If a file already exists at `path` (a socket left by a process that ended without removing it,
+/// say), this fails with [`io::ErrorKind::AddrInUse`] and removes nothing: whether the file is stale
+/// is for the application to decide. The listener does not remove its file when dropped either.
+///
+/// Does not wait. Must be called within a Tokio runtime (the listener registers with its reactor).
+#[cfg(unix)]
+pub fn bind_unix(path: impl AsRef<Path>, options: &SocketOptions) -> io::Result<UnixListener> {
+    let path = path.as_ref();
+    let socket = UnixSocket::new_stream()?;
+    options.apply_buffers(SockRef::from(&socket))?;
+    socket.bind(path).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            "; if no process listens there, the file is stale: remove it and bind again"
+        } else {
+            ""
+        };
+        io::Error::new(
+            e.kind(),
+            format!("binding unix:{}: {e}{hint}", path.display()),
+        )
+    })?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connects to the Unix domain stream listener at `path`, with `options`' buffer sizes applied (on
+/// Linux the connecting side's `send_buffer` is what bounds the bytes its peer has not yet read).
+///
+/// Waits for the connection to complete: no time on Linux, where a full backlog fails at once with
+/// `WouldBlock` (as with Tokio's `UnixStream::connect`). The error names the path.
+#[cfg(unix)]
+pub async fn connect_unix(
+    path: impl AsRef<Path>,
+    options: &SocketOptions,
+) -> io::Result<UnixStream> {
+    let path = path.as_ref();
+    let socket = UnixSocket::new_stream()?;
+    options.apply_buffers(SockRef::from(&socket))?;
+    socket.connect(path).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("connecting to unix:{}: {e}", path.display()),
+        )
+    })
 }
 
 fn list(addrs: &[SocketAddr]) -> String {
@@ -250,5 +325,61 @@ mod tests {
             err.to_string().contains(&format!("127.0.0.1:{port}")),
             "{err}"
         );
+    }
+
+    /// A path for a test socket, removed first.
+    #[cfg(unix)]
+    fn socket_path(name: &str) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("framepipe-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn unix_sockets_take_the_buffer_sizes() {
+        // SPEC §5.2: buffer sizes apply to Unix sockets; accepted ones need them applied on Linux.
+        let opts = SocketOptions::default()
+            .send_buffer(Some(64 * 1024))
+            .recv_buffer(Some(96 * 1024));
+        let path = socket_path("bufs");
+        let listener = bind_unix(&path, &opts).unwrap();
+        let client = connect_unix(&path, &opts).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        opts.apply_connected_unix(&server).unwrap();
+        for stream in [&client, &server] {
+            let sizes = buffer_sizes(stream).unwrap();
+            assert!(
+                sizes.send >= 64 * 1024 && sizes.send <= 2 * 64 * 1024,
+                "{sizes:?}"
+            );
+            assert!(
+                sizes.recv >= 96 * 1024 && sizes.recv <= 2 * 96 * 1024,
+                "{sizes:?}"
+            );
+        }
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_stale_unix_socket_file_is_reported_not_removed() {
+        let path = socket_path("stale");
+        // A listener that ended without removing its file.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let err = bind_unix(&path, &SocketOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("unix:{}", path.display())), "{msg}");
+        assert!(msg.contains("stale"), "{msg}");
+        assert!(path.exists(), "the file is left for the application");
+        let err = connect_unix(&path, &SocketOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(err.to_string().contains("connecting to unix:"), "{err}");
+        std::fs::remove_file(&path).unwrap();
     }
 }
