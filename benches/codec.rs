@@ -24,9 +24,9 @@
 //! from bytes, serde_json from `str` after one UTF-8 check as framepipe does, sonic-rs, and serde_json
 //! building nothing) to show what bounds typed decoding.
 //!
-//! `decode_typed` has a third function, `framepipe (RawCodec+parse_json_body)`: `RawCodec::decode`
-//! then `framepipe::codec::parse_json_body`, the path the framepipe consumer takes (it queues raw
-//! bodies and parses them after the queue). In the raw groups the comparison stack is tokio-util alone
+//! `decode_typed` has a third function, `framepipe (RawCodec+parse_json_body)`:
+//! `RawCodec::decode_frame` then `framepipe::codec::parse_json_body`, the path the framepipe consumer
+//! takes (it queues raw bodies and parses them after the queue). In the raw groups the comparison stack is tokio-util alone
 //! (the name is kept so that one filter selects one stack everywhere).
 //!
 //! Sizes (the `SIZE` part of the id) and payloads; raw bodies are the compact JSON of the typed values:
@@ -337,16 +337,14 @@ fn decode_typed_size<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     let mut framepipe_raw = RawCodec::new();
     let mut comparison = comparison_codec();
 
-    // framepipe's consumer: split the frame off with the raw codec, parse it later, labelling errors
-    // with the frame's index and offset exactly as `framepipe_consumer` does.
+    // framepipe's consumer: split the frame off with its index and offset, parse it later, labelling
+    // errors with that index and offset as `framepipe_consumer` does.
     let mut raw_then_parse = move |src: &mut BytesMut| -> T {
-        let body = framepipe_raw
-            .decode(src)
+        let frame = framepipe_raw
+            .decode_frame(src)
             .expect("decodes")
             .expect("a whole frame");
-        let frame = framepipe_raw.frames_decoded() - 1;
-        let offset = framepipe_raw.bytes_decoded() - (HEADER_LEN + body.len()) as u64;
-        parse_json_body(&body, frame, offset).expect("parses")
+        parse_json_body(&frame.body, frame.index, frame.offset).expect("parses")
     };
     let mut comparison_decode = move |src: &mut BytesMut| -> T {
         let body = comparison

@@ -148,7 +148,7 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
                 tracing::info!(
                     "pulled {} handled {} | producer: {} | socket send {} → recv {} | consumer: {} | \
                      in flight {} | RSS {} | producer blocked {} ms",
-                    thousands(ps.frames_pulled),
+                    thousands(ps.items_sent),
                     thousands(cs.frames_handled),
                     stage_list(&ps.flow.stages),
                     mib(ps.flow.sockets.send_queue_bytes.unwrap_or(0) as u64),
@@ -201,7 +201,8 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     eprintln!("{}\n{}", producer.human(), consumer.human());
 
     // The claim of the demo, checked on the figures just measured.
-    let socket_peaks = ps.flow.peak_send_queue_bytes + cs.flow.peak_recv_queue_bytes;
+    let socket_peaks =
+        ps.flow.peak_send_queue_bytes.unwrap_or(0) + cs.flow.peak_recv_queue_bytes.unwrap_or(0);
     let frame = ps.bytes_encoded / ps.frames_encoded.max(1);
     // SPEC §5.4, with the default write batch and read block.
     let batch_and_block = (framepipe::producer::DEFAULT_WRITE_BATCH_BYTES

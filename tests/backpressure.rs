@@ -234,10 +234,10 @@ async fn run_budgeted(frames: u64, body: usize, budget: usize, delay: Duration) 
     };
     [
         p.peak_in_flight_bytes,
-        p.peak_send_queue_bytes,
+        p.peak_send_queue_bytes.unwrap_or(0),
         queue_peak(p),
         c.peak_in_flight_bytes,
-        c.peak_recv_queue_bytes,
+        c.peak_recv_queue_bytes.unwrap_or(0),
         queue_peak(c),
     ]
 }

@@ -202,7 +202,7 @@ fn check_deliveries<I>(seen: &[Delivery<I>], frames: &[Vec<u8>], report: &Report
     for (i, (d, f)) in seen.iter().zip(frames).enumerate() {
         assert_eq!(d.frame, i as u64, "frame {i} delivered in order");
         assert_eq!(d.wire_bytes, f.len(), "frame {i} wire bytes");
-        assert_eq!(d.peer, report.connections[0].peer, "frame {i} peer");
+        assert_eq!(d.peer(), &report.connections[0].peer, "frame {i} peer");
     }
 }
 

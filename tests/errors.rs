@@ -142,7 +142,7 @@ async fn an_oversized_frame_is_rejected_with_a_notice_and_other_connections_go_o
             async move {
                 seen.lock()
                     .unwrap()
-                    .entry(d.peer)
+                    .entry(d.peer().socket_addr().unwrap())
                     .or_default()
                     .push((d.frame, d.item));
             }
@@ -190,6 +190,7 @@ async fn an_oversized_frame_is_rejected_with_a_notice_and_other_connections_go_o
         Error::Rejected {
             frames_written,
             notice,
+            ..
         } => {
             assert!(*frames_written >= SMALL_BEFORE as u64);
             assert_eq!(notice.error, "frame_too_large", "{notice:?}");
@@ -255,13 +256,13 @@ async fn an_oversized_frame_is_rejected_with_a_notice_and_other_connections_go_o
     // of the good one, in order.
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), 2, "deliveries came from two peers");
-    let from_bad = &seen[&failed.peer];
+    let from_bad = &seen[&failed.peer.socket_addr().unwrap()];
     assert_eq!(from_bad.len(), SMALL_BEFORE);
     for (i, (index, body)) in from_bad.iter().enumerate() {
         assert_eq!(*index, i as u64);
         assert_eq!(body, &bad_bodies[i], "bad connection frame {i}");
     }
-    let from_good = &seen[&served.peer];
+    let from_good = &seen[&served.peer.socket_addr().unwrap()];
     assert_eq!(from_good.len() as u64, GOOD_FRAMES);
     for (i, (index, body)) in from_good.iter().enumerate() {
         assert_eq!(*index, i as u64);

@@ -125,23 +125,18 @@ async fn child(scenario: &str) -> Outcome {
         };
     }
     let addr: SocketAddr = std::env::var(ADDR_ENV).unwrap().parse().unwrap();
-    let mut builder = Producer::builder();
-    builder.budget(BUDGET);
-    match scenario {
+    let builder = Producer::builder().budget(BUDGET);
+    let builder = match scenario {
         // Only the stall timeout can end these.
-        "stall" => {
-            builder.stall_timeout(Some(STALL));
-        }
-        "stall_closing" => {
-            builder
-                .stall_timeout(Some(STALL))
-                .close_timeout(Duration::from_secs(600));
-        }
+        "stall" => builder.stall_timeout(Some(STALL)),
+        "stall_closing" => builder
+            .stall_timeout(Some(STALL))
+            .close_timeout(Duration::from_secs(600)),
         // The default stall timeout (60 s) is longer than a child may take: only what the test is
         // about can end these in time.
-        "http" | "noise" | "reset" => {}
+        "http" | "noise" | "reset" => builder,
         other => panic!("unknown scenario {other:?}"),
-    }
+    };
     let conn = builder.connect(addr).await.expect("connects");
     let stats = conn.stats();
     let result = conn.send_json(source).await;
@@ -174,7 +169,7 @@ async fn child(scenario: &str) -> Outcome {
             .iter()
             .map(|s| (s.name.to_string(), s.peak_bytes))
             .collect(),
-        peak_send_queue_bytes: snap.flow.peak_send_queue_bytes,
+        peak_send_queue_bytes: snap.flow.peak_send_queue_bytes.unwrap_or(0),
         vm_hwm_bytes: vm_hwm(),
     }
 }
@@ -283,8 +278,10 @@ fn check_memory(scenario: &str, outcome: &Outcome) -> String {
         mib(bound),
     );
     eprintln!("{figures}");
+    // Stage peaks are exact; the in-flight sum is sampled (every 10 ms) and a fast failure can
+    // end before a sample.
     assert!(
-        outcome.peak_in_flight_bytes > 0,
+        outcome.stage_peaks.iter().any(|(_, peak)| *peak > 0),
         "the flow snapshot saw the producer's bytes: {figures}"
     );
     assert!(

@@ -22,7 +22,7 @@ use crate::workload::{body, Payload, Shape};
 
 /// Listens on an ephemeral loopback port, accepts one connection and consumes it to the end.
 pub(crate) async fn consume(shape: &Shape) -> Result<Consumed, String> {
-    let consumer = Consumer::builder()
+    let mut consumer = Consumer::builder()
         .bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;

@@ -1,8 +1,9 @@
 //! The consumer's one error type (SPEC §7.4).
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use framepipe_flow::PeerAddr;
 
 /// What went wrong on the consumer side.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub enum Error {
     #[error("{peer}: {source}")]
     Frame {
         /// The producer's address.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// The decoding error, naming the frame and its byte offset.
         source: framepipe_codec::Error,
     },
@@ -37,7 +38,7 @@ pub enum Error {
     )]
     IdleTimeout {
         /// The producer's address.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// How long it was idle.
         idle: Duration,
     },
@@ -53,14 +54,14 @@ pub enum Error {
     )]
     FrameTimeout {
         /// The producer's address.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// Index of the incomplete frame in the stream.
         frame: u64,
         /// Bytes of it buffered (a body being skipped buffers none).
         buffered: u64,
         /// Bytes still due to complete it (the rest of the header, if that was incomplete).
         missing: u64,
-        /// Time since it began, not counting time the reader waited for queue or memory room.
+        /// Time since it began, not counting time the reader waited for memory.
         waited: Duration,
     },
 
@@ -72,7 +73,7 @@ pub enum Error {
     )]
     ConnectionLimit {
         /// The refused peer's address.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// The limit.
         limit: usize,
     },
@@ -85,16 +86,42 @@ pub enum Error {
     #[error("{peer}: reading failed: {source}")]
     Io {
         /// The producer's address.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// What the system said.
         source: io::Error,
     },
 }
 
 impl Error {
-    /// A short stable name for the error, as sent in a rejection notice (SPEC §6.3): the codec's
-    /// code for frame errors, else `idle_timeout`, `frame_timeout`, `connection_limit`, `io`,
-    /// `bind` or `config`.
+    /// The connection error for what the core reported.
+    pub(crate) fn from_core(peer: &PeerAddr, e: framepipe_proto::Error) -> Error {
+        let peer = peer.clone();
+        match e {
+            framepipe_proto::Error::Frame(source) => Error::Frame { peer, source },
+            framepipe_proto::Error::IdleTimeout { idle } => Error::IdleTimeout { peer, idle },
+            framepipe_proto::Error::FrameTimeout {
+                frame,
+                buffered,
+                missing,
+                waited,
+            } => Error::FrameTimeout {
+                peer,
+                frame,
+                buffered,
+                missing,
+                waited,
+            },
+            framepipe_proto::Error::Io(source) => Error::Io { peer, source },
+            other => Error::Io {
+                peer,
+                source: io::Error::other(other),
+            },
+        }
+    }
+
+    /// A short stable name for the error, as sent in a notice (SPEC §6.3): the codec's code for
+    /// frame errors, else `idle_timeout`, `frame_timeout`, `connection_limit`, `io`, `bind` or
+    /// `config`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Frame { source, .. } => source.code(),
@@ -104,22 +131,6 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Bind { .. } => "bind",
             Error::Config(_) => "config",
-        }
-    }
-
-    /// The notice telling the producer why its connection is being closed (SPEC §6.3).
-    pub(crate) fn notice(&self) -> framepipe_codec::Notice {
-        match self {
-            Error::Frame { source, .. } => framepipe_codec::Notice::from_error(source),
-            other => framepipe_codec::Notice {
-                error: other.code().to_owned(),
-                frame: match other {
-                    Error::FrameTimeout { frame, .. } => *frame,
-                    _ => 0,
-                },
-                offset: 0,
-                message: other.to_string(),
-            },
         }
     }
 
@@ -136,14 +147,28 @@ impl Error {
         }
     }
 
+    /// `true` if trying again may work: a connection ended by a timeout, an I/O error or the
+    /// connection limit; binding where the address may become free. `false` for a frame the
+    /// consumer will refuse again and for settings that cannot work.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Frame { .. } | Error::Config(_) => false,
+            Error::Bind { .. }
+            | Error::Io { .. }
+            | Error::IdleTimeout { .. }
+            | Error::FrameTimeout { .. }
+            | Error::ConnectionLimit { .. } => true,
+        }
+    }
+
     /// The producer's address, for errors on a connection.
-    pub fn peer(&self) -> Option<SocketAddr> {
+    pub fn peer(&self) -> Option<&PeerAddr> {
         match self {
             Error::Frame { peer, .. }
             | Error::Io { peer, .. }
             | Error::IdleTimeout { peer, .. }
             | Error::FrameTimeout { peer, .. }
-            | Error::ConnectionLimit { peer, .. } => Some(*peer),
+            | Error::ConnectionLimit { peer, .. } => Some(peer),
             Error::Bind { .. } | Error::Config(_) => None,
         }
     }

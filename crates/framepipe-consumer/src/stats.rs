@@ -1,19 +1,22 @@
-//! Live counters of a consumer, over all its connections, and its report (SPEC §7.5).
+//! Live counters of a consumer, over all its connections, and its reports (SPEC §7.5).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use framepipe_flow::{FlowSnapshot, MemoryPool, Monitor, PoolSnapshot, SocketSet, StageGauge};
+use framepipe_flow::{
+    FlowSnapshot, MemoryPool, Monitor, PeerAddr, PoolSnapshot, SocketSet, StageGauge,
+};
 use serde::Serialize;
+
+use crate::{ConnectionInfo, Error};
 
 /// A live view of a consumer: totals over all connections. Cheap to clone.
 ///
-/// Stages, in order after the sockets' receive queues: `reading` (bytes read from sockets and not
-/// yet framed: partial frames, and a whole frame waiting for room in the queue), `queue` (framed,
-/// waiting for the handler; every connection's queue reports here), `handling` (frames being decoded
-/// and handled).
+/// Stages, in order after the transports' receive queues: `reading` (bytes read and not yet handed
+/// to the application: partial frames, and whole frames waiting for room in the queue), `queue`
+/// (framed, waiting for the handler; every connection's queue reports here), `handling` (frames
+/// handed to the application whose [`Delivery`](crate::Delivery) has not been dropped).
 #[derive(Debug, Clone)]
 pub struct Stats {
     inner: Arc<Inner>,
@@ -27,8 +30,12 @@ struct Inner {
     connections_refused: AtomicU64,
     frames_read: AtomicU64,
     bytes_read: AtomicU64,
+    frames_delivered: AtomicU64,
+    bytes_delivered: AtomicU64,
     frames_handled: AtomicU64,
     bytes_handled: AtomicU64,
+    handler_errors: AtomicU64,
+    frames_unhandled: AtomicU64,
     errors: AtomicU64,
     slowed_nanos: AtomicU64,
     first_accept: OnceLock<Instant>,
@@ -48,21 +55,30 @@ pub struct Snapshot {
     /// Seconds from the first connection accepted until the last one closed (or until now while any
     /// is open): the time the throughput figures are measured over.
     pub busy_secs: f64,
-    /// Connections accepted so far.
+    /// Connections accepted so far (refused ones not included).
     pub connections_accepted: u64,
     /// Connections open now.
     pub connections_open: u64,
     /// Connections refused because `max_open_connections` were open (SPEC §7.6).
     pub connections_refused: u64,
-    /// Frames framed off sockets (including frames later refused by the mode).
+    /// Frames read from transports (including frames later refused).
     pub frames_read: u64,
-    /// Bytes read from sockets.
+    /// Bytes read from transports.
     pub bytes_read: u64,
-    /// Frames handed to handlers (or yielded by connection streams).
+    /// Frames handed to the application: to handlers, or yielded by connection streams.
+    pub frames_delivered: u64,
+    /// Wire bytes (headers included) of the frames delivered.
+    pub bytes_delivered: u64,
+    /// Frames whose handler returned `Ok` ([`Consumer::serve`](crate::Consumer::serve) only).
     pub frames_handled: u64,
-    /// Wire bytes (headers included) of the frames handed over.
+    /// Wire bytes of the frames handled.
     pub bytes_handled: u64,
-    /// Errors: frames refused and connections closed on an error.
+    /// Handlers that returned an error.
+    pub handler_errors: u64,
+    /// Frames read from a transport that no handler finished: dropped after a handler's error closed
+    /// their connection, or by a forced shutdown. A graceful shutdown leaves none.
+    pub frames_unhandled: u64,
+    /// Errors: frames refused, connections closed on an error, and handler errors.
     pub errors: u64,
     /// Time spent deliberately slowing down ([`SlowDown`](crate::SlowDown)), summed over
     /// connections, in milliseconds.
@@ -83,18 +99,23 @@ impl Stats {
             vec![reading.clone(), queue.clone(), handling.clone()],
             sockets,
         );
+        let counter = || AtomicU64::new(0);
         Stats {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                connections_accepted: AtomicU64::new(0),
-                connections_open: AtomicU64::new(0),
-                connections_refused: AtomicU64::new(0),
-                frames_read: AtomicU64::new(0),
-                bytes_read: AtomicU64::new(0),
-                frames_handled: AtomicU64::new(0),
-                bytes_handled: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                slowed_nanos: AtomicU64::new(0),
+                connections_accepted: counter(),
+                connections_open: counter(),
+                connections_refused: counter(),
+                frames_read: counter(),
+                bytes_read: counter(),
+                frames_delivered: counter(),
+                bytes_delivered: counter(),
+                frames_handled: counter(),
+                bytes_handled: counter(),
+                handler_errors: counter(),
+                frames_unhandled: counter(),
+                errors: counter(),
+                slowed_nanos: counter(),
                 first_accept: OnceLock::new(),
                 last_close: Mutex::new(None),
                 reading,
@@ -107,7 +128,8 @@ impl Stats {
     }
 
     /// Reads every counter and stage now (two `ioctl`s per open connection and two small `/proc`
-    /// reads), and updates the in-flight peak.
+    /// reads). Changes nothing: the in-flight peak is the sampler's (every `sample_interval`) or
+    /// the value now, whichever is larger.
     pub fn snapshot(&self) -> Snapshot {
         let i = &self.inner;
         let open = i.connections_open.load(Relaxed);
@@ -126,11 +148,15 @@ impl Stats {
             connections_refused: i.connections_refused.load(Relaxed),
             frames_read: i.frames_read.load(Relaxed),
             bytes_read: i.bytes_read.load(Relaxed),
+            frames_delivered: i.frames_delivered.load(Relaxed),
+            bytes_delivered: i.bytes_delivered.load(Relaxed),
             frames_handled: i.frames_handled.load(Relaxed),
             bytes_handled: i.bytes_handled.load(Relaxed),
+            handler_errors: i.handler_errors.load(Relaxed),
+            frames_unhandled: i.frames_unhandled.load(Relaxed),
             errors: i.errors.load(Relaxed),
             slowed_ms: i.slowed_nanos.load(Relaxed) / 1_000_000,
-            flow: i.monitor.sample(),
+            flow: i.monitor.read(),
             memory: i.memory.snapshot(),
         }
     }
@@ -140,14 +166,24 @@ impl Stats {
         self.inner.monitor.sockets().queues()
     }
 
-    /// Frames handed over so far.
+    /// Frames handed to the application so far.
+    pub fn frames_delivered(&self) -> u64 {
+        self.inner.frames_delivered.load(Relaxed)
+    }
+
+    /// Frames whose handler returned `Ok` so far.
     pub fn frames_handled(&self) -> u64 {
         self.inner.frames_handled.load(Relaxed)
     }
 
-    /// Wire bytes of the frames handed over so far.
+    /// Wire bytes of the frames handled so far.
     pub fn bytes_handled(&self) -> u64 {
         self.inner.bytes_handled.load(Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.inner.connections_open.load(Relaxed)
     }
 
     pub(crate) fn monitor(&self) -> &Monitor {
@@ -164,10 +200,6 @@ impl Stats {
 
     pub(crate) fn handling_gauge(&self) -> &StageGauge {
         &self.inner.handling
-    }
-
-    pub(crate) fn open_connections(&self) -> u64 {
-        self.inner.connections_open.load(Relaxed)
     }
 
     pub(crate) fn add_refused(&self) {
@@ -201,11 +233,27 @@ impl Stats {
         self.inner.frames_read.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn add_handed_out(&self, wire_bytes: usize) {
+        self.inner.frames_delivered.fetch_add(1, Relaxed);
+        self.inner
+            .bytes_delivered
+            .fetch_add(wire_bytes as u64, Relaxed);
+    }
+
     pub(crate) fn add_handled(&self, wire_bytes: usize) {
         self.inner.frames_handled.fetch_add(1, Relaxed);
         self.inner
             .bytes_handled
             .fetch_add(wire_bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn add_handler_error(&self) {
+        self.inner.handler_errors.fetch_add(1, Relaxed);
+        self.add_error();
+    }
+
+    pub(crate) fn add_unhandled(&self, frames: u64) {
+        self.inner.frames_unhandled.fetch_add(frames, Relaxed);
     }
 
     pub(crate) fn add_error(&self) {
@@ -218,21 +266,107 @@ impl Stats {
     }
 }
 
-/// What one connection did.
+/// Keeps the `reading` gauge equal to the bytes one connection holds before its queue.
+#[derive(Debug)]
+pub(crate) struct ReadingGauge {
+    gauge: StageGauge,
+    shown: usize,
+}
+
+impl ReadingGauge {
+    pub(crate) fn new(stats: &Stats) -> Self {
+        ReadingGauge {
+            gauge: stats.reading_gauge().clone(),
+            shown: 0,
+        }
+    }
+
+    pub(crate) fn set(&mut self, now: usize) {
+        if now > self.shown {
+            self.gauge.grow(now - self.shown);
+        } else {
+            self.gauge.shrink(self.shown - now);
+        }
+        self.shown = now;
+    }
+}
+
+impl Drop for ReadingGauge {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// What one connection did. The counts add up: `frames_read` = `frames` + `handler_errors` +
+/// frames refused + `unhandled`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionReport {
+    /// The connection's number in this consumer.
+    pub id: u64,
     /// The producer's address.
-    pub peer: SocketAddr,
-    /// Frames handed to the handler.
+    pub peer: PeerAddr,
+    /// Frames whose handler returned `Ok`.
     pub frames: u64,
     /// Wire bytes of those frames.
     pub bytes: u64,
-    /// Frames refused, plus one if the connection ended on an error.
+    /// Frames read from the transport (delivered, refused or skipped).
+    pub frames_read: u64,
+    /// Frames refused (frame-local errors), handler errors, plus one if the connection ended on an
+    /// error.
     pub errors: u64,
+    /// Handlers that returned an error.
+    pub handler_errors: u64,
+    /// Frames read from the transport that no handler finished: after a handler's error closed the
+    /// connection, or at a forced shutdown (0 after a graceful one).
+    pub unhandled: u64,
+    /// The shutdown was forced while the connection was open.
+    pub forced: bool,
     /// How long the connection lasted, in seconds.
     pub secs: f64,
     /// Why the connection ended early, if it did.
     pub error: Option<String>,
+}
+
+impl ConnectionReport {
+    pub(crate) fn new(info: &ConnectionInfo) -> Self {
+        ConnectionReport {
+            id: info.id,
+            peer: info.peer.clone(),
+            frames: 0,
+            bytes: 0,
+            frames_read: 0,
+            errors: 0,
+            handler_errors: 0,
+            unhandled: 0,
+            forced: false,
+            secs: 0.0,
+            error: None,
+        }
+    }
+
+    /// Counts an error item of the connection's stream, and logs it: a fatal one (the last item)
+    /// once at WARN, the first frame-local one at WARN and later ones at DEBUG.
+    pub(crate) fn note_error(&mut self, e: &Error) {
+        self.errors += 1;
+        let (peer, connection) = (&self.peer, self.id);
+        if e.is_fatal() {
+            tracing::warn!(%peer, connection, frames = self.frames, "closing connection: {e}");
+            self.error = Some(e.to_string());
+        } else if self.errors == 1 {
+            tracing::warn!(%peer, connection, "frame dropped, connection goes on: {e}");
+        } else {
+            tracing::debug!(%peer, connection, "frame dropped, connection goes on: {e}");
+        }
+    }
+}
+
+/// How a graceful shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ShutdownReport {
+    /// It was forced (a second signal, or `shutdown_timeout`): some frames may be unhandled.
+    pub forced: bool,
+    /// Seconds from its start until every connection had closed.
+    pub secs: f64,
 }
 
 /// What a consumer did, returned by [`Consumer::serve`](crate::Consumer::serve).
@@ -243,4 +377,6 @@ pub struct Report {
     pub snapshot: Snapshot,
     /// Each connection that ended, in the order they ended.
     pub connections: Vec<ConnectionReport>,
+    /// The shutdown, if one was started.
+    pub shutdown: Option<ShutdownReport>,
 }

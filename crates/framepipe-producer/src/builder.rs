@@ -1,37 +1,33 @@
 //! Producer settings, every one with its default and the memory it bounds (SPEC §6.1).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use framepipe_codec::limits::DEFAULT_MAX_FRAME_LENGTH;
 use framepipe_flow::queue::QueueLimits;
 use framepipe_flow::socket::{self, SocketOptions};
-use framepipe_flow::SocketSet;
-use tokio::net::ToSocketAddrs;
+use framepipe_flow::{PeerAddr, Shared, SocketProbe, DEFAULT_SAMPLE_INTERVAL};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 
-use crate::{Connection, Error};
+use crate::{Batching, Connection, Error};
 
-/// Default most bytes gathered into one vectored write: 256 KiB (SPEC §6.1).
-pub const DEFAULT_WRITE_BATCH_BYTES: usize = 256 * 1024;
-/// Default time to wait, after the last frame, for the consumer to close its end: 30 s (SPEC §6.2).
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default longest time the consumer may accept no bytes while there are bytes to write: 60 s
-/// (SPEC §6.1, §6.2).
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default interval at which the stages are sampled for the in-flight peak: 10 ms (SPEC §5.3).
-pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+pub use framepipe_proto::producer::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_STALL_TIMEOUT, DEFAULT_WRITE_BATCH_BYTES,
+};
 
-/// Settings for producer connections. `Default` gives the values of SPEC §6.1.
+/// Settings for producer connections. `Default` gives the values of SPEC §6.1. Setters take and
+/// return the builder by value, so a builder can be kept in a variable and used for any number of
+/// connections.
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), framepipe_producer::Error> {
 /// use framepipe_producer::Producer;
 ///
-/// let conn = Producer::builder()
-///     .budget(8 * 1024 * 1024)
-///     .connect("127.0.0.1:7000")
-///     .await?;
+/// let settings = Producer::builder().budget(8 * 1024 * 1024);
+/// let conn = settings.connect("127.0.0.1:7000").await?;
 /// let report = conn.send_json(futures::stream::iter(vec![vec![1, 2, 3]; 10])).await?;
 /// println!("{} frames", report.snapshot.frames_written);
 /// # Ok(()) }
@@ -45,6 +41,7 @@ pub struct Builder {
     pub(crate) close_timeout: Duration,
     pub(crate) stall_timeout: Option<Duration>,
     pub(crate) sample_interval: Duration,
+    pub(crate) batching: Option<Batching>,
 }
 
 impl Default for Builder {
@@ -57,6 +54,7 @@ impl Default for Builder {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            batching: None,
         }
     }
 }
@@ -67,17 +65,18 @@ impl Builder {
         Self::default()
     }
 
-    /// Byte budget of the queue between the encoder and the writer (default 4 MiB).
+    /// Byte budget of the queue between the application and the writer (default 4 MiB).
     ///
-    /// The memory it bounds: encoded frames waiting to be written. When it is full the source stream
-    /// is not polled. A frame larger than the budget travels alone (SPEC §5.1).
-    pub fn budget(&mut self, bytes: usize) -> &mut Self {
+    /// The memory it bounds: frames accepted and waiting to be written. When it is full the source
+    /// stream is not polled and [`Sender::reserve`](crate::Sender::reserve) waits. A frame larger
+    /// than the budget travels alone (SPEC §5.1, §6.7).
+    pub fn budget(mut self, bytes: usize) -> Self {
         self.queue = self.queue.max_bytes(bytes);
         self
     }
 
-    /// Both limits of the queue between the encoder and the writer (default 4 MiB and 1,024 frames).
-    pub fn queue_limits(&mut self, limits: QueueLimits) -> &mut Self {
+    /// Both limits of the queue (default 4 MiB and 1,024 frames).
+    pub fn queue_limits(mut self, limits: QueueLimits) -> Self {
         self.queue = limits;
         self
     }
@@ -86,7 +85,7 @@ impl Builder {
     ///
     /// A payload whose body is longer fails with [`Error::Encode`] before anything of it is written.
     /// Set it to the consumer's limit to find out before the consumer does.
-    pub fn max_frame_length(&mut self, bytes: u32) -> &mut Self {
+    pub fn max_frame_length(mut self, bytes: u32) -> Self {
         self.max_frame_length = bytes;
         self
     }
@@ -95,21 +94,28 @@ impl Builder {
     ///
     /// The memory it bounds: frames taken from the queue and not yet written (one frame, if a frame
     /// is larger). Larger batches mean fewer system calls when frames are small.
-    pub fn write_batch_bytes(&mut self, bytes: usize) -> &mut Self {
+    pub fn write_batch_bytes(mut self, bytes: usize) -> Self {
         self.write_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Gather items sent through a [`Sender`](crate::Sender) or a stream into frames that are JSON
+    /// arrays, up to a size or a time (SPEC §6.6; default: off, one item per frame).
+    pub fn batching(mut self, batching: Option<Batching>) -> Self {
+        self.batching = batching;
         self
     }
 
     /// TCP options (default: [`SocketOptions::default`], 256 KiB send and receive buffers,
     /// `TCP_NODELAY`, 60 s keepalive).
-    pub fn socket_options(&mut self, options: SocketOptions) -> &mut Self {
+    pub fn socket_options(mut self, options: SocketOptions) -> Self {
         self.socket = options;
         self
     }
 
     /// How long to wait after the last frame for the consumer to close its end, which confirms it
-    /// read everything (default 30 s). On timeout the report says `confirmed: false`.
-    pub fn close_timeout(&mut self, timeout: Duration) -> &mut Self {
+    /// handled everything (default 30 s). On timeout the report says `confirmed: false`.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
     }
@@ -119,19 +125,18 @@ impl Builder {
     ///
     /// What it bounds: the time a connection can hang on a consumer that stopped reading (its TCP
     /// window stays closed), while sending and, after the last frame, while the kernel still holds
-    /// bytes the consumer has not acknowledged (read with `SIOCOUTQ`, so on Linux only; elsewhere
-    /// `close_timeout` alone bounds that wait). When it runs out the connection is reset and the
-    /// producer fails with [`Error::Stalled`]. Memory stays bounded either way (the queue's budget
-    /// and the socket buffers); this bounds the time. It never fires while the source simply has
-    /// nothing to send, and any progress, however slow, restarts it. Waiting for the consumer to
-    /// close its end once it has acknowledged everything is `close_timeout`'s business.
-    pub fn stall_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+    /// bytes the consumer has not acknowledged (read with `SIOCOUTQ`, so on Linux sockets only;
+    /// elsewhere `close_timeout` alone bounds that wait). When it runs out the connection is reset
+    /// and the producer fails with [`Error::Stalled`]. Memory stays bounded either way (the queue's
+    /// budget and the socket buffers); this bounds the time. It never fires while the source simply
+    /// has nothing to send, and any progress, however slow, restarts it.
+    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.stall_timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
         self
     }
 
     /// How often the stages are sampled for the in-flight peak (default 10 ms).
-    pub fn sample_interval(&mut self, interval: Duration) -> &mut Self {
+    pub fn sample_interval(mut self, interval: Duration) -> Self {
         self.sample_interval = interval.max(Duration::from_millis(1));
         self
     }
@@ -161,28 +166,53 @@ impl Builder {
         self.socket
     }
 
-    /// Connects to `addr` with these settings.
+    /// Connects to TCP `addr` with these settings.
     ///
-    /// Waits for name resolution and the TCP handshake; fails with [`Error::Connect`].
-    pub async fn connect<A>(&self, addr: A) -> Result<Connection, Error>
+    /// Waits for name resolution and the TCP handshake; fails with [`Error::Connect`]. Must be
+    /// called inside a Tokio runtime.
+    pub async fn connect<A>(&self, addr: A) -> Result<Connection<Shared<TcpStream>>, Error>
     where
         A: ToSocketAddrs + fmt::Display,
     {
         let shown = addr.to_string();
+        let connect_error = |source| Error::Connect {
+            addr: shown.clone(),
+            source,
+        };
         let stream = socket::connect(addr, &self.socket)
             .await
+            .map_err(connect_error)?;
+        let peer = stream.peer_addr().map_err(connect_error)?;
+        let io = Shared::new(stream);
+        let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
+        Ok(Connection::new(io, PeerAddr::Tcp(peer), Some(probe), *self))
+    }
+
+    /// Connects to the Unix domain socket at `path` (SPEC §5.2).
+    pub async fn connect_unix(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Connection<Shared<UnixStream>>, Error> {
+        let path = path.as_ref();
+        let stream = socket::connect_unix(path, &self.socket)
+            .await
             .map_err(|source| Error::Connect {
-                addr: shown.clone(),
+                addr: format!("unix:{}", path.display()),
                 source,
             })?;
-        let peer = stream.peer_addr().map_err(|source| Error::Connect {
-            addr: shown,
-            source,
-        })?;
-        let stream = Arc::new(stream);
-        let sockets = SocketSet::new();
-        sockets.register(&stream);
-        Ok(Connection::new(stream, peer, *self, sockets))
+        let io = Shared::new(stream);
+        let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
+        let peer = PeerAddr::Unix(Some(path.to_path_buf()));
+        Ok(Connection::new(io, peer, Some(probe), *self))
+    }
+
+    /// A connection over any transport that is already connected (an in-memory pipe in tests, a
+    /// TLS stream, …), to the consumer named `peer`. Its kernel queues are reported as unavailable.
+    pub fn on<T>(&self, io: T, peer: PeerAddr) -> Connection<T>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Connection::new(io, peer, None, *self)
     }
 }
 
@@ -197,7 +227,7 @@ impl Producer {
     }
 
     /// Connects with every default.
-    pub async fn connect<A>(addr: A) -> Result<Connection, Error>
+    pub async fn connect<A>(addr: A) -> Result<Connection<Shared<TcpStream>>, Error>
     where
         A: ToSocketAddrs + fmt::Display,
     {

@@ -1,16 +1,18 @@
 //! The producer's one error type (SPEC §6.4).
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use framepipe_codec::Notice;
+use framepipe_flow::PeerAddr;
+use framepipe_proto::codes;
 
-/// Why a producer stopped before sending its whole stream.
+/// Why a producer stopped before sending everything, or could not take an item.
 ///
-/// Every variant after [`Error::Connect`] says how many frames were written to the socket before the
-/// failure ([`Error::frames_written`]). "Written" means handed to the kernel; whether the peer
-/// processed them is unknown unless the variant says otherwise.
+/// Every variant that ends a connection says how many frames were written before the failure
+/// ([`Error::frames_written`]) and how many accepted frames were never sent ([`Error::never_sent`]).
+/// "Written" means handed to the kernel; whether the consumer processed them is unknown unless the
+/// variant says otherwise.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,14 +26,15 @@ pub enum Error {
     },
 
     /// A payload could not be turned into a frame: serialization failed or its body exceeds this
-    /// producer's `max_frame_length`. Frames before it were sent and the connection was closed
-    /// cleanly; the payload and the rest of the stream were not sent.
+    /// producer's `max_frame_length`. Nothing of it was sent. From a stream (`send_json`), frames
+    /// before it were sent and the connection was closed cleanly; the rest of the stream was not.
+    /// From a [`Sender`](crate::Sender), only this item was refused and the connection goes on.
     #[error(
-        "frame {frame} could not be encoded, so it and the rest of the stream were not sent \
-         ({frames_written} frames before it were written): {source}"
+        "frame {frame} could not be encoded, so it was not sent ({frames_written} frames before it \
+         were written): {source}"
     )]
     Encode {
-        /// 0-based index of the payload in the stream.
+        /// 0-based index of the payload among those accepted.
         frame: u64,
         /// Frames written before it.
         frames_written: u64,
@@ -39,132 +42,274 @@ pub enum Error {
         source: framepipe_codec::Error,
     },
 
-    /// The consumer refused a frame and closed the connection, saying why (SPEC §6.3). The frames
-    /// before the refused one were read by the consumer; the refused frame and everything after it
-    /// were not processed.
+    /// The consumer refused a frame, or the connection, and closed it, saying why (SPEC §6.3). The
+    /// frames before `notice.frame` were handled by the consumer (a framepipe consumer sends the
+    /// notice after its handler has finished with them); that frame and later ones were not.
     #[error(
-        "the consumer rejected frame {} ({}) after {frames_written} frames were written: {}",
+        "the consumer at {peer} rejected frame {} ({}) after {frames_written} frames were written \
+         ({never_sent} accepted frames never sent): {}",
         notice.frame, notice.error, notice.message
     )]
     Rejected {
+        /// The consumer's address.
+        peer: PeerAddr,
         /// Frames this producer had written when it learned of the rejection.
         frames_written: u64,
+        /// Frames accepted and not written.
+        never_sent: u64,
         /// The consumer's notice.
         notice: Notice,
     },
 
-    /// The peer closed or reset the connection while frames were still being written (or, after
-    /// the last frame, reset it before confirming).
+    /// The consumer closed or reset the connection while frames were still to be written, or
+    /// closed its end while this producer could still send more (SPEC §6.2.6), or reset it after
+    /// the last frame before confirming.
     #[error(
         "the consumer at {peer} closed the connection after {frames_written} frames \
-         ({bytes_written} bytes) were written; delivery of those frames is unknown and the rest \
-         were not sent: {source}"
+         ({bytes_written} bytes) were written; delivery of those frames is unknown and \
+         {never_sent} accepted frames were never sent: {source}"
     )]
     PeerClosed {
         /// The consumer's address.
-        peer: SocketAddr,
-        /// Frames written to the socket before the failure.
+        peer: PeerAddr,
+        /// Frames written to the transport before the failure.
         frames_written: u64,
-        /// Bytes written to the socket before the failure (a frame cut short counts in part).
+        /// Bytes written before the failure (a frame cut short counts in part).
         bytes_written: u64,
-        /// What the system said (`ECONNRESET`, `EPIPE`, or end of stream).
+        /// Frames accepted and not written.
+        never_sent: u64,
+        /// What the system said (`ECONNRESET`, `EPIPE`), or `UnexpectedEof` for an orderly close.
         source: io::Error,
     },
 
     /// The consumer accepted no bytes at all for `stall_timeout` while this producer had bytes to
     /// write: its TCP window stayed closed, while sending or, after the last frame, while the
-    /// kernel still held unacknowledged bytes (SPEC §6.2). The connection was reset, so bytes the
-    /// kernel still held were dropped.
+    /// kernel still held unacknowledged bytes (SPEC §6.2). The connection was reset.
     #[error(
         "the consumer at {peer} accepted no bytes for {:.1} s (its TCP window stayed closed), so \
          the connection was closed; delivery of the {frames_written} frames ({bytes_written} bytes) \
-         written is unknown and the rest were not sent; if the consumer may pause that long, raise \
-         stall_timeout",
+         written is unknown and {never_sent} accepted frames were never sent; if the consumer may \
+         pause that long, raise stall_timeout",
         waited.as_secs_f64()
     )]
     Stalled {
         /// The consumer's address.
-        peer: SocketAddr,
-        /// Frames written to the socket before the stall.
+        peer: PeerAddr,
+        /// Frames written before the stall.
         frames_written: u64,
-        /// Bytes written to the socket before the stall.
+        /// Bytes written before the stall.
         bytes_written: u64,
+        /// Frames accepted and not written.
+        never_sent: u64,
         /// How long nothing was accepted (at least `stall_timeout`).
         waited: Duration,
     },
 
-    /// The consumer sent back bytes that cannot be a rejection notice (SPEC §6.3): the first four
-    /// announce more than [`MAX_NOTICE_LENGTH`](framepipe_codec::MAX_NOTICE_LENGTH) bytes, the body
-    /// is not a notice, or the stream ended inside one. Usually the address is not a framepipe
-    /// consumer (an HTTP server answering `400 Bad Request`, say). The connection was reset.
+    /// The consumer sent back bytes that cannot be a notice (SPEC §6.3): usually the address is not
+    /// a framepipe consumer (an HTTP server answering `400 Bad Request`, say). The connection was
+    /// reset.
     #[error(
-        "the consumer at {peer} sent {received} bytes that are not a framepipe rejection notice \
-         (starts with \"{preview}\"); is it a framepipe consumer? the connection was closed; \
-         delivery of the {frames_written} frames written is unknown"
+        "the consumer at {peer} sent {received} bytes that are not a framepipe notice (starts \
+         with \"{preview}\"); is it a framepipe consumer? the connection was closed; delivery of \
+         the {frames_written} frames written is unknown"
     )]
     UnexpectedReply {
         /// The consumer's address.
-        peer: SocketAddr,
-        /// Frames written to the socket before the reply was read.
+        peer: PeerAddr,
+        /// Frames written before the reply was read.
         frames_written: u64,
-        /// Bytes read from the consumer before deciding (at most 4 + `MAX_NOTICE_LENGTH`; it may
-        /// have sent more, which was not read).
+        /// Bytes read before deciding (at most 4 + `MAX_NOTICE_LENGTH`).
         received: usize,
-        /// The first bytes read (at most 32), printable ASCII as is and anything else escaped
-        /// (`\r`, `\x00`); ends with `…` if more were read.
+        /// The first bytes read (at most 32), printable ASCII as is and anything else escaped.
         preview: String,
     },
+
+    /// A close with a deadline ([`Sender::close_within`](crate::Sender::close_within)) ran out with
+    /// frames still unwritten; the connection was reset (SPEC §6.2.5).
+    #[error(
+        "closing the connection to {peer} took longer than its deadline of {:.1} s: \
+         {frames_written} frames were written, {never_sent} accepted frames were never sent",
+        after.as_secs_f64()
+    )]
+    Deadline {
+        /// The consumer's address.
+        peer: PeerAddr,
+        /// Frames written.
+        frames_written: u64,
+        /// Frames accepted and not written.
+        never_sent: u64,
+        /// The deadline.
+        after: Duration,
+    },
+
+    /// [`Sender::try_reserve`](crate::Sender::try_reserve): the queue holds its whole byte budget
+    /// (or its most frames), so the item was not taken. Try again later, or wait with `reserve`.
+    #[error(
+        "the producer's queue is full ({queued_bytes} bytes queued, budget {budget}); the item was \
+         not taken"
+    )]
+    Full {
+        /// Bytes queued and promised to permits.
+        queued_bytes: usize,
+        /// The byte budget.
+        budget: usize,
+    },
+
+    /// The sender is closed: `close` was called, every handle was dropped, or the connection
+    /// ended. The connection's own outcome comes from `close`.
+    #[error("the producer is closed: {0}")]
+    Closed(&'static str),
 
     /// Any other I/O failure on the connection.
     #[error(
         "I/O error on the connection to {peer} after {frames_written} frames were written; \
-         delivery of those frames is unknown and the rest were not sent: {source}"
+         delivery of those frames is unknown and {never_sent} accepted frames were never sent: \
+         {source}"
     )]
     Io {
         /// The consumer's address.
-        peer: SocketAddr,
-        /// Frames written to the socket before the failure.
+        peer: PeerAddr,
+        /// Frames written before the failure.
         frames_written: u64,
+        /// Frames accepted and not written.
+        never_sent: u64,
         /// What the system said.
         source: io::Error,
     },
 }
 
+/// Counts carried by the errors that end a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    pub(crate) frames_written: u64,
+    pub(crate) bytes_written: u64,
+    pub(crate) never_sent: u64,
+}
+
 impl Error {
-    /// Frames written to the socket before the failure (0 for [`Error::Connect`]).
+    /// Frames written to the transport before the failure (0 for errors that end no connection).
     pub fn frames_written(&self) -> u64 {
         match self {
-            Error::Connect { .. } => 0,
             Error::Encode { frames_written, .. }
             | Error::Rejected { frames_written, .. }
             | Error::PeerClosed { frames_written, .. }
             | Error::Stalled { frames_written, .. }
             | Error::UnexpectedReply { frames_written, .. }
+            | Error::Deadline { frames_written, .. }
             | Error::Io { frames_written, .. } => *frames_written,
+            Error::Connect { .. } | Error::Full { .. } | Error::Closed(_) => 0,
         }
     }
 
-    /// Maps a write or read failure to [`Error::PeerClosed`] or [`Error::Io`].
-    pub(crate) fn from_io(
-        source: io::Error,
-        peer: SocketAddr,
-        frames_written: u64,
-        bytes_written: u64,
-    ) -> Self {
-        match source.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof => Error::PeerClosed {
+    /// Frames accepted for sending that were never written in full.
+    pub fn never_sent(&self) -> u64 {
+        match self {
+            Error::Rejected { never_sent, .. }
+            | Error::PeerClosed { never_sent, .. }
+            | Error::Stalled { never_sent, .. }
+            | Error::Deadline { never_sent, .. }
+            | Error::Io { never_sent, .. } => *never_sent,
+            _ => 0,
+        }
+    }
+
+    /// A short stable name: `connect`, `encode`, the notice's own code for `Rejected` (such as
+    /// `frame_too_large` or `shutting_down`), `peer_closed`, `stalled`, `unexpected_reply`,
+    /// `deadline`, `full`, `closed` or `io`.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Connect { .. } => "connect",
+            Error::Encode { .. } => "encode",
+            Error::Rejected { notice, .. } => &notice.error,
+            Error::PeerClosed { .. } => "peer_closed",
+            Error::Stalled { .. } => "stalled",
+            Error::UnexpectedReply { .. } => "unexpected_reply",
+            Error::Deadline { .. } => "deadline",
+            Error::Full { .. } => "full",
+            Error::Closed(_) => "closed",
+            Error::Io { .. } => "io",
+        }
+    }
+
+    /// `true` if sending again (on a new connection, or after a pause) may work: the consumer was
+    /// unreachable, went away, stalled, is shutting down, had too many connections or timed this
+    /// one out, or the queue was momentarily full. `false` for what would fail the same way again:
+    /// a payload that cannot be encoded, a frame the consumer refuses, a peer that is not a
+    /// framepipe consumer, a closed sender.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. }
+            | Error::PeerClosed { .. }
+            | Error::Stalled { .. }
+            | Error::Deadline { .. }
+            | Error::Full { .. }
+            | Error::Io { .. } => true,
+            Error::Rejected { notice, .. } => matches!(
+                notice.error.as_str(),
+                codes::SHUTTING_DOWN
+                    | codes::CONNECTION_LIMIT
+                    | codes::HANDLER_FAILED
+                    | "idle_timeout"
+                    | "frame_timeout"
+            ),
+            Error::Encode { .. } | Error::UnexpectedReply { .. } | Error::Closed(_) => false,
+        }
+    }
+
+    /// The error that ended a connection, from what its core reported.
+    pub(crate) fn from_core(peer: &PeerAddr, p: Progress, e: framepipe_proto::Error) -> Error {
+        let peer = peer.clone();
+        let Progress {
+            frames_written,
+            bytes_written,
+            never_sent,
+        } = p;
+        match e {
+            framepipe_proto::Error::Rejected(notice) => Error::Rejected {
+                peer,
+                frames_written,
+                never_sent,
+                notice,
+            },
+            framepipe_proto::Error::PeerClosed { source } => Error::PeerClosed {
                 peer,
                 frames_written,
                 bytes_written,
+                never_sent,
                 source,
             },
-            _ => Error::Io {
+            framepipe_proto::Error::Stalled { waited } => Error::Stalled {
                 peer,
                 frames_written,
+                bytes_written,
+                never_sent,
+                waited,
+            },
+            framepipe_proto::Error::UnexpectedReply { received, preview } => {
+                Error::UnexpectedReply {
+                    peer,
+                    frames_written,
+                    received,
+                    preview,
+                }
+            }
+            framepipe_proto::Error::Deadline { after } => Error::Deadline {
+                peer,
+                frames_written,
+                never_sent,
+                after,
+            },
+            framepipe_proto::Error::Io(source) => Error::Io {
+                peer,
+                frames_written,
+                never_sent,
                 source,
+            },
+            other => Error::Io {
+                peer,
+                frames_written,
+                never_sent,
+                source: io::Error::other(other),
             },
         }
     }

@@ -1,18 +1,26 @@
-//! The framepipe producer: any async [`Stream`](futures::Stream) of payloads, sent as length-prefixed
-//! frames on a TCP connection, with memory bounded in bytes at every stage.
+//! The framepipe producer: any async [`Stream`](futures::Stream) of payloads, or items sent as they
+//! come through a [`Sender`], as length-prefixed frames on any transport, with memory bounded in
+//! bytes at every stage.
 //!
 //! ```text
-//!  source stream ──► encode ──► queue (byte budget) ──► writer ──► socket send queue ──► consumer
-//!        ▲                          │ full                  │ not writable
-//!        └──── not polled ◄─────────┘ ◄─────────────────────┘
+//!  source / Sender ──► encode ──► queue (byte budget) ──► driver (ProducerConn) ──► transport ──► consumer
+//!        ▲                           │ full                      │ not writable
+//!        └──── not polled / reserve waits ◄──────────────────────┘
 //! ```
 //!
-//! - [`Producer::builder`] / [`Builder`]: every setting with its default (SPEC.md §6.1).
+//! - [`Producer::builder`] / [`Builder`]: every setting with its default (SPEC.md §6.1); `connect`
+//!   (TCP), `connect_unix`, or `on` for any transport.
 //! - [`Connection::send_json`]: items of any `T: Serialize`, one compact JSON frame each.
 //! - [`Connection::send_raw`]: [`bytes::Bytes`] bodies, written with their header without copying.
+//! - [`Connection::sender`]: a cloneable [`Sender`] that reserves room before taking an item
+//!   (`reserve`, `try_reserve`), implements `futures::Sink`, batches with a `linger` if asked
+//!   ([`Batching`]), and closes gracefully with a report ([`Sender::close`], `close_within`).
 //! - [`Stats`]: live counters, stage gauges, socket queues and RSS; [`Report`] at the end.
 //! - [`reference`](mod@reference) and [`generator`]: the reference record and a stream of reference
 //!   frames, as used by the demo and the benchmarks.
+//!
+//! The per-connection protocol lives in [`framepipe_proto::producer::ProducerConn`], a state
+//! machine without I/O; this crate drives it.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
@@ -33,19 +41,22 @@
 
 mod builder;
 mod connection;
+mod driver;
+mod encoder;
 mod error;
-mod frame;
 pub mod generator;
+mod queue;
 pub mod reference;
-mod reply;
+mod sender;
 mod stats;
-mod writer;
 
 pub use builder::{
-    Builder, Producer, DEFAULT_CLOSE_TIMEOUT, DEFAULT_SAMPLE_INTERVAL, DEFAULT_STALL_TIMEOUT,
-    DEFAULT_WRITE_BATCH_BYTES,
+    Builder, Producer, DEFAULT_CLOSE_TIMEOUT, DEFAULT_STALL_TIMEOUT, DEFAULT_WRITE_BATCH_BYTES,
 };
+pub use bytes::Bytes;
 pub use connection::Connection;
+pub use encoder::{Batching, DEFAULT_BATCH_BYTES, DEFAULT_LINGER, ENCODE_CHUNK};
 pub use error::Error;
-pub use frame::ENCODE_CHUNK;
+pub use framepipe_flow::{PeerAddr, Shared, DEFAULT_SAMPLE_INTERVAL};
+pub use sender::{Permit, RawPermit, RawSender, Sender};
 pub use stats::{Report, Snapshot, Stats};

@@ -10,9 +10,9 @@ use serde::Serialize;
 /// A live view of one producer connection. Cheap to clone; read it from any task while the
 /// connection runs (the example binaries print it every second).
 ///
-/// Stages, in order: `encoded` (a frame made from the latest payload, waiting for room in the queue),
-/// `queue` (the byte-budgeted queue), `writing` (frames taken by the writer, not yet fully written),
-/// then the socket's send queue.
+/// Stages, in order: `encoded` (items gathered into a batch not yet made a frame; 0 without
+/// batching), `queue` (frames accepted and waiting for the writer: the byte budget), `writing`
+/// (frames taken by the writer, not yet fully written), then the socket's send queue.
 #[derive(Debug, Clone)]
 pub struct Stats {
     inner: Arc<Inner>,
@@ -21,7 +21,7 @@ pub struct Stats {
 #[derive(Debug)]
 struct Inner {
     started: Instant,
-    frames_pulled: AtomicU64,
+    items_sent: AtomicU64,
     frames_encoded: AtomicU64,
     bytes_encoded: AtomicU64,
     frames_written: AtomicU64,
@@ -37,18 +37,27 @@ struct Inner {
 pub struct Snapshot {
     /// Seconds since the connection was made.
     pub secs: f64,
-    /// Payloads taken from the source stream.
-    pub frames_pulled: u64,
-    /// Frames encoded (equal to `frames_pulled` unless an encode failed).
+    /// Items accepted for sending: payloads taken from the source stream, or sent through a
+    /// [`Sender`](crate::Sender) (with batching, several items make one frame).
+    pub items_sent: u64,
+    /// Frames made and accepted into the queue.
     pub frames_encoded: u64,
     /// Wire bytes (headers included) of the frames encoded.
     pub bytes_encoded: u64,
-    /// Frames written to the socket in full.
+    /// Frames handed to the transport in full ("written": whether the consumer processed them is
+    /// what `Report::confirmed` and the errors say).
     pub frames_written: u64,
-    /// Bytes written to the socket.
+    /// Bytes handed to the transport.
     pub bytes_written: u64,
     /// Every stage, the socket queues and the process's memory.
     pub flow: FlowSnapshot,
+}
+
+impl Snapshot {
+    /// Frames accepted and not written in full: if the connection has ended, these were never sent.
+    pub fn frames_unwritten(&self) -> u64 {
+        self.frames_encoded.saturating_sub(self.frames_written)
+    }
 }
 
 impl Stats {
@@ -60,14 +69,15 @@ impl Stats {
             vec![encoded.clone(), queue.clone(), writing.clone()],
             sockets,
         );
+        let counter = || AtomicU64::new(0);
         Stats {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                frames_pulled: AtomicU64::new(0),
-                frames_encoded: AtomicU64::new(0),
-                bytes_encoded: AtomicU64::new(0),
-                frames_written: AtomicU64::new(0),
-                bytes_written: AtomicU64::new(0),
+                items_sent: counter(),
+                frames_encoded: counter(),
+                bytes_encoded: counter(),
+                frames_written: counter(),
+                bytes_written: counter(),
                 encoded,
                 queue,
                 writing,
@@ -76,18 +86,18 @@ impl Stats {
         }
     }
 
-    /// Reads every counter and stage now (two `ioctl`s and two small `/proc` reads), and updates the
-    /// in-flight peak.
+    /// Reads every counter and stage now (two `ioctl`s and two small `/proc` reads). Changes
+    /// nothing: peaks are the sampler's (every `sample_interval`) or the value now, if larger.
     pub fn snapshot(&self) -> Snapshot {
         let i = &self.inner;
         Snapshot {
             secs: i.started.elapsed().as_secs_f64(),
-            frames_pulled: i.frames_pulled.load(Relaxed),
+            items_sent: i.items_sent.load(Relaxed),
             frames_encoded: i.frames_encoded.load(Relaxed),
             bytes_encoded: i.bytes_encoded.load(Relaxed),
             frames_written: i.frames_written.load(Relaxed),
             bytes_written: i.bytes_written.load(Relaxed),
-            flow: i.monitor.sample(),
+            flow: i.monitor.read(),
         }
     }
 
@@ -96,17 +106,27 @@ impl Stats {
         self.inner.monitor.sockets().queues()
     }
 
-    /// Frames written to the socket in full so far.
+    /// Frames written to the transport in full so far.
     pub fn frames_written(&self) -> u64 {
         self.inner.frames_written.load(Relaxed)
     }
 
-    /// Wire bytes of the frames encoded so far (frames generated from the source).
+    /// Frames accepted into the queue so far.
+    pub fn frames_encoded(&self) -> u64 {
+        self.inner.frames_encoded.load(Relaxed)
+    }
+
+    /// Items accepted so far.
+    pub fn items_sent(&self) -> u64 {
+        self.inner.items_sent.load(Relaxed)
+    }
+
+    /// Wire bytes of the frames encoded so far.
     pub fn bytes_encoded(&self) -> u64 {
         self.inner.bytes_encoded.load(Relaxed)
     }
 
-    /// Bytes written to the socket so far.
+    /// Bytes written to the transport so far.
     pub fn bytes_written(&self) -> u64 {
         self.inner.bytes_written.load(Relaxed)
     }
@@ -114,6 +134,10 @@ impl Stats {
     /// Time since the connection was made.
     pub fn elapsed(&self) -> Duration {
         self.inner.started.elapsed()
+    }
+
+    pub(crate) fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
     }
 
     pub(crate) fn encoded_gauge(&self) -> &StageGauge {
@@ -128,8 +152,8 @@ impl Stats {
         &self.inner.writing
     }
 
-    pub(crate) fn add_pulled(&self) {
-        self.inner.frames_pulled.fetch_add(1, Relaxed);
+    pub(crate) fn add_items(&self, items: u64) {
+        self.inner.items_sent.fetch_add(items, Relaxed);
     }
 
     pub(crate) fn add_encoded(&self, wire_bytes: usize) {
@@ -139,22 +163,24 @@ impl Stats {
             .fetch_add(wire_bytes as u64, Relaxed);
     }
 
-    pub(crate) fn add_frame_written(&self) {
-        self.inner.frames_written.fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn add_bytes_written(&self, bytes: u64) {
-        self.inner.bytes_written.fetch_add(bytes, Relaxed);
+    pub(crate) fn set_written(&self, frames: u64, bytes: u64) {
+        self.inner.frames_written.store(frames, Relaxed);
+        self.inner.bytes_written.store(bytes, Relaxed);
     }
 }
 
-/// What a producer connection did, returned when its stream has been sent.
+/// What a producer connection did, returned when it has closed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// The final counters and stage peaks.
+    /// The final counters and stage peaks. Every frame accepted was written
+    /// (`frames_written == frames_encoded`): a connection that could not write them all ends with an
+    /// error that says how many were never sent.
     #[serde(flatten)]
     pub snapshot: Snapshot,
-    /// `true` if the consumer closed its end after this producer finished, meaning it read every
-    /// byte; `false` if it did not close within the producer's `close_timeout` (SPEC §6.2).
+    /// `true` if the consumer closed its end after this producer had written everything and sent
+    /// FIN. A framepipe consumer closes only once its handler has returned for every frame of the
+    /// connection, so `true` means every frame was handled (SPEC §6.2.3); a plain reader closes once
+    /// it has read them. `false`: it did not close within `close_timeout` (or the close deadline),
+    /// so delivery is not confirmed.
     pub confirmed: bool,
 }

@@ -1,0 +1,167 @@
+//! One accepted connection as a `Stream` of decoded frames (SPEC §7.1).
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use framepipe_codec::Notice;
+use framepipe_flow::queue::Receiver;
+use framepipe_proto::codes;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::delivery::Held;
+use crate::driver::{AppCmd, DriverEnd, Msg};
+use crate::stats::Stats;
+use crate::{ConnectionInfo, Delivery, Error, Mode};
+
+/// The frames of one connection, in order, decoded by mode `M`.
+///
+/// A driver task reads the transport into a byte-budgeted queue; this stream takes from that queue
+/// and decodes. If the stream is not polled the queue fills and the driver stops reading: the
+/// producer is slowed by how fast this stream is consumed. Frame-local errors are yielded as `Err`
+/// items and the stream goes on; a fatal error is the last item.
+///
+/// The connection is closed once the stream has ended (after its last item, the producer is told the
+/// connection is over, so a producer's `confirmed` means every frame was taken from this stream), or
+/// when it is dropped (at once, with frames not yet taken dropped).
+pub struct Connection<M: Mode> {
+    info: Arc<ConnectionInfo>,
+    rx: Receiver<Msg>,
+    mode: Arc<M>,
+    stats: Stats,
+    app: Option<mpsc::UnboundedSender<AppCmd>>,
+    driver: Option<JoinHandle<DriverEnd>>,
+}
+
+impl<M: Mode> fmt::Debug for Connection<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.info.id)
+            .field("peer", &self.info.peer)
+            .field("mode", &self.mode.name())
+            .field("queue", &self.rx)
+            .finish()
+    }
+}
+
+impl<M: Mode> Connection<M> {
+    pub(crate) fn new(
+        info: Arc<ConnectionInfo>,
+        rx: Receiver<Msg>,
+        mode: Arc<M>,
+        stats: Stats,
+        app: mpsc::UnboundedSender<AppCmd>,
+        driver: JoinHandle<DriverEnd>,
+    ) -> Self {
+        Connection {
+            info,
+            rx,
+            mode,
+            stats,
+            app: Some(app),
+            driver: Some(driver),
+        }
+    }
+
+    /// Who the connection is with.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// The producer's address.
+    pub fn peer_addr(&self) -> &framepipe_flow::PeerAddr {
+        &self.info.peer
+    }
+
+    /// Refuses to go on after frame `frame` failed (SPEC §7.7): nothing more is read from the peer,
+    /// and the producer is sent a `handler_failed` notice naming `frame` and `message`. Frames
+    /// read before the notice stay in the stream: drop it to discard them, or poll it to the end.
+    pub fn reject(&mut self, frame: u64, offset: u64, message: &str) {
+        let notice = Notice::new(
+            codes::HANDLER_FAILED,
+            frame,
+            offset,
+            format!(
+                "the consumer's handler failed on frame {frame}, so the connection was closed; \
+                 frames before it were handled, it and later ones were not: {message}"
+            ),
+        );
+        if let Some(app) = &self.app {
+            let _ = app.send(AppCmd::Reject(notice));
+        }
+    }
+
+    /// Ends the connection from the application's side and waits for it to close: frames left in
+    /// the queue are dropped. Returns how many frames read from the transport were never handed
+    /// out by this stream, and how many were read in all.
+    pub(crate) async fn finish(mut self) -> (u64, u64) {
+        let mut left = 0;
+        if self.app.is_some() {
+            // Take what is left so the driver, which may be waiting for room, can go on.
+            while let Some(msg) = self.rx.recv().await {
+                left += u64::from(msg.is_ok());
+            }
+            self.done();
+        }
+        let end = match self.driver.take() {
+            Some(driver) => driver.await.unwrap_or_default(),
+            None => DriverEnd::default(),
+        };
+        (left + end.dropped, end.frames_read)
+    }
+
+    /// Tells the driver the application has finished with every frame.
+    fn done(&mut self) {
+        if let Some(app) = self.app.take() {
+            let _ = app.send(AppCmd::Done);
+        }
+    }
+}
+
+impl<M: Mode> Stream for Connection<M> {
+    type Item = Result<Delivery<M::Item>, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let msg = match this.rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                this.done();
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(msg)) => msg,
+        };
+        let raw = match msg {
+            Ok(raw) => raw,
+            Err(e) => {
+                this.stats.add_error();
+                return Poll::Ready(Some(Err(e)));
+            }
+        };
+        let (index, offset, wire_bytes) = (raw.frame.index, raw.frame.offset, raw.frame.wire_len());
+        let held = Held::new(raw.memory, this.stats.handling_gauge().clone(), wire_bytes);
+        match this.mode.decode(raw.frame.body, index, offset) {
+            Ok(item) => {
+                this.stats.add_handed_out(wire_bytes);
+                Poll::Ready(Some(Ok(Delivery {
+                    item,
+                    frame: index,
+                    offset,
+                    wire_bytes,
+                    connection: this.info.clone(),
+                    held,
+                })))
+            }
+            Err(source) => {
+                this.stats.add_error();
+                Poll::Ready(Some(Err(Error::Frame {
+                    peer: this.info.peer.clone(),
+                    source,
+                })))
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The one piece of the consumer that touches a transport: it runs a connection core
+//! ([`ConsumerConn`]) over any `AsyncRead + AsyncWrite` and feeds the application's queue (SPEC §8.1).
+
+use std::time::Instant;
+
+use framepipe_codec::Notice;
+use framepipe_flow::queue::Sender;
+use framepipe_flow::{MemoryPool, PeerAddr};
+use framepipe_proto::consumer::{ConsumerConn, Event, InFrame, ReadOp, Transmit};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::shutdown::Phase;
+use crate::stats::{ReadingGauge, Stats};
+use crate::Error;
+
+/// What the reader hands to the application side, in stream order.
+pub(crate) type Msg = Result<InFrame, Error>;
+
+/// What the application tells a connection's driver.
+#[derive(Debug)]
+pub(crate) enum AppCmd {
+    /// Every frame handed on has been handled: close (after the notice, if one is due).
+    Done,
+    /// The handler failed and the connection is to close with this notice (SPEC §7.7).
+    Reject(Notice),
+}
+
+/// How a driver ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DriverEnd {
+    /// Frames read from the transport that never reached the application's queue (dropped by a
+    /// rejection, an abandoned connection or a forced shutdown).
+    pub(crate) dropped: u64,
+    /// Frames begun on the transport (delivered, refused or skipped).
+    pub(crate) frames_read: u64,
+}
+
+/// The driver of one connection. Holds the transport, the core, the application's queue and the
+/// signals; dropping it closes the transport.
+pub(crate) struct Driver<Io> {
+    pub(crate) io: Io,
+    pub(crate) core: ConsumerConn,
+    pub(crate) tx: Option<Sender<Msg>>,
+    pub(crate) app: Option<mpsc::UnboundedReceiver<AppCmd>>,
+    pub(crate) phase: watch::Receiver<Phase>,
+    pub(crate) peer: PeerAddr,
+    pub(crate) stats: Stats,
+    pub(crate) memory: MemoryPool,
+    /// Kept for as long as the connection lives: its place in the socket set.
+    pub(crate) _registration: Registration,
+    /// Frames read that never reached the application's queue.
+    pub(crate) dropped: u64,
+    /// Where input is read and thrown away while draining.
+    pub(crate) sink: Option<Box<[u8]>>,
+}
+
+/// Bytes read at a time while draining (SPEC §6.3.2).
+const DRAIN_READ: usize = 16 * 1024;
+
+/// A connection's place in the consumer's socket set (SPEC §5.3): its probe, or a mark that its
+/// queues cannot be read.
+#[allow(dead_code)] // held for its drop
+pub(crate) enum Registration {
+    Probed(std::sync::Arc<dyn framepipe_flow::SocketProbe>),
+    Unprobed(framepipe_flow::Unprobed),
+    /// A refused connection: not counted anywhere.
+    Refused,
+}
+
+/// What interrupted a wait.
+enum Control {
+    App(Option<AppCmd>),
+    Phase(Phase),
+}
+
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a command from the application or a change of shutdown phase.
+async fn control(
+    app: &mut Option<mpsc::UnboundedReceiver<AppCmd>>,
+    phase: &mut watch::Receiver<Phase>,
+) -> Control {
+    let app_cmd = async {
+        match app {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        cmd = app_cmd => Control::App(cmd),
+        changed = phase.changed() => match changed {
+            Ok(()) => Control::Phase(*phase.borrow_and_update()),
+            Err(_) => std::future::pending().await,
+        },
+    }
+}
+
+/// The connection must end at once (the application went away, or the shutdown was forced).
+#[derive(Debug)]
+struct Stop;
+
+impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
+    /// Runs the connection to its end; it was counted as open when accepted, and is counted as
+    /// closed here.
+    pub(crate) async fn run(mut self) -> DriverEnd {
+        self.drive().await;
+        self.stats.connection_closed();
+        DriverEnd {
+            dropped: self.dropped,
+            frames_read: self.core.frames_seen(),
+        }
+    }
+
+    /// Runs a refused connection (its notice, FIN and drain), not counted as open.
+    pub(crate) async fn refuse(mut self) {
+        self.drive().await;
+    }
+
+    async fn drive(&mut self) {
+        let mut gauge = ReadingGauge::new(&self.stats);
+        if *self.phase.borrow_and_update() != Phase::Running {
+            self.core.shutdown(now());
+        }
+        loop {
+            gauge.set(self.core.buffered());
+            let step = match self.core.poll_read(now()) {
+                ReadOp::Deliver => self.deliver().await,
+                ReadOp::Read { .. } => self.read().await,
+                ReadOp::Reserve { bytes } => self.reserve(bytes).await,
+                ReadOp::AwaitApp => self.await_app().await,
+                ReadOp::Transmit => self.transmit().await,
+                ReadOp::Discard => self.discard().await,
+                ReadOp::Close => break,
+            };
+            if step.is_err() {
+                break;
+            }
+        }
+        drop(gauge);
+    }
+
+    /// Applies a command or a phase change; `Err` if the connection must end at once.
+    fn apply(&mut self, control: Control) -> Result<(), Stop> {
+        match control {
+            Control::App(Some(AppCmd::Done)) => {
+                // The application has said its last word: its channel closing now is no news.
+                self.app = None;
+                self.core.handle_app_done(now());
+            }
+            Control::App(Some(AppCmd::Reject(notice))) => {
+                // Frames the core still held are dropped with it; the application drains its queue.
+                self.app = None;
+                self.dropped += self.core.reject(now(), notice);
+                self.tx = None;
+            }
+            Control::App(None) | Control::Phase(Phase::Forced) => {
+                self.dropped += self.core.abandon();
+                return Err(Stop);
+            }
+            Control::Phase(Phase::Draining) => self.core.shutdown(now()),
+            Control::Phase(Phase::Running) => {}
+        }
+        Ok(())
+    }
+
+    /// Hands the core's events to the application's queue, in order.
+    ///
+    /// # Backpressure
+    /// Waits while the queue is full: meanwhile nothing is read, so the transport's window closes.
+    /// A shutdown does not interrupt the wait (the frame is handed on); a rejection, a forced
+    /// shutdown or an application gone drop the frame.
+    async fn deliver(&mut self) -> Result<(), Stop> {
+        while let Some(event) = self.core.poll_event() {
+            let (msg, bytes) = match event {
+                Event::Frame(frame) => {
+                    self.stats.add_framed();
+                    let len = frame.frame.wire_len();
+                    (Ok(frame), len)
+                }
+                Event::FrameError(source) => (
+                    Err(Error::Frame {
+                        peer: self.peer.clone(),
+                        source,
+                    }),
+                    0,
+                ),
+                Event::Failed(e) => (Err(Error::from_core(&self.peer, e)), 0),
+            };
+            let frame = u64::from(msg.is_ok());
+            let Some(tx) = self.tx.clone() else {
+                self.dropped += frame;
+                continue; // rejected: the core has dropped the rest
+            };
+            let send = tx.send(msg, bytes);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    sent = &mut send => {
+                        if sent.is_err() {
+                            // The application dropped its end.
+                            self.dropped += frame + self.core.abandon();
+                            return Err(Stop);
+                        }
+                        break;
+                    }
+                    c = control(&mut self.app, &mut self.phase) => {
+                        let stop = self.apply(c);
+                        if self.tx.is_none() || stop.is_err() {
+                            self.dropped += frame;
+                            return stop;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the core granted, or waits for its deadline or a control.
+    async fn read(&mut self) -> Result<(), Stop> {
+        let deadline = self.core.poll_timeout();
+        let mut buf = self.core.read_buf();
+        tokio::select! {
+            read = self.io.read_buf(&mut buf) => match read {
+                Ok(n) => {
+                    self.stats.add_read(n);
+                    self.core.handle_read(now(), n);
+                }
+                Err(e) => self.core.handle_read_error(now(), e),
+            },
+            () = sleep_until(deadline) => self.core.handle_timeout(now()),
+            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+        }
+        Ok(())
+    }
+
+    /// Waits for the memory limit to have room (SPEC §7.6.4).
+    async fn reserve(&mut self, bytes: usize) -> Result<(), Stop> {
+        tokio::select! {
+            r = self.memory.acquire(bytes) => self.core.grant_memory(now(), r),
+            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+        }
+        Ok(())
+    }
+
+    /// No more input: closes the application's queue and waits until it has finished.
+    async fn await_app(&mut self) -> Result<(), Stop> {
+        self.tx = None;
+        if self.app.is_none() {
+            // Nobody to wait for (a refused connection never gets here).
+            self.core.handle_app_done(now());
+            return Ok(());
+        }
+        let c = control(&mut self.app, &mut self.phase).await;
+        self.apply(c)
+    }
+
+    /// Writes the notice, then shuts down our direction (SPEC §6.3.2), within the core's deadline.
+    async fn transmit(&mut self) -> Result<(), Stop> {
+        let deadline = self.core.poll_timeout();
+        let written = match self.core.poll_transmit() {
+            Transmit::Bytes(bytes) => tokio::select! {
+                w = self.io.write(bytes) => Some(w),
+                () = sleep_until(deadline) => None,
+                c = control(&mut self.app, &mut self.phase) => { self.apply(c)?; return Ok(()) }
+            },
+            Transmit::Fin => {
+                tokio::select! {
+                    r = self.io.shutdown() => match r {
+                        Ok(()) => self.core.handle_fin_sent(now()),
+                        Err(e) => self.core.handle_write_error(now(), e),
+                    },
+                    () = sleep_until(deadline) => self.core.handle_timeout(now()),
+                    c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+                }
+                return Ok(());
+            }
+            Transmit::Nothing => return Ok(()),
+        };
+        match written {
+            Some(Ok(n)) => self.core.handle_written(now(), n),
+            Some(Err(e)) => self.core.handle_write_error(now(), e),
+            None => self.core.handle_timeout(now()),
+        }
+        Ok(())
+    }
+
+    /// Reads and throws away what the producer still sends, until it closes or the drain deadline.
+    async fn discard(&mut self) -> Result<(), Stop> {
+        let deadline = self.core.poll_timeout();
+        // On the heap, and only once draining: a buffer in the future would cost every connection.
+        let sink = self
+            .sink
+            .get_or_insert_with(|| vec![0; DRAIN_READ].into_boxed_slice());
+        tokio::select! {
+            r = self.io.read(sink) => match r {
+                Ok(n) => self.core.handle_discarded(now(), n),
+                Err(e) => self.core.handle_read_error(now(), e),
+            },
+            () = sleep_until(deadline) => self.core.handle_timeout(now()),
+            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, _b) = tokio::io::duplex(64);
+            let pool = framepipe_flow::MemoryPool::new(1 << 20, 1 << 10);
+            let stats = crate::stats::Stats::new(framepipe_flow::SocketSet::new(), pool.clone());
+            let shutdown = crate::Shutdown::default();
+            let d = super::Driver {
+                io: a,
+                core: framepipe_proto::consumer::ConsumerConn::new(
+                    Default::default(),
+                    &pool,
+                    super::now(),
+                ),
+                tx: None,
+                app: None,
+                phase: shutdown.subscribe(),
+                peer: framepipe_flow::PeerAddr::other("x"),
+                stats,
+                memory: pool,
+                _registration: super::Registration::Refused,
+                dropped: 0,
+                sink: None,
+            };
+            let fut = d.run();
+            eprintln!("driver future: {} bytes", std::mem::size_of_val(&fut));
+        });
+    }
+}

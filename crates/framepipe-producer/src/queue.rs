@@ -1,0 +1,369 @@
+//! The producer's byte-budgeted queue between the application and the connection's driver, with
+//! permits reserved before an item is taken (SPEC §6.1, §6.7).
+//!
+//! ```text
+//!   reserve() ──(room: queued + promised < budget)──► Permit ──send(item)──► encode ──► frames ──► driver
+//!       ▲ waits while full                                                     (batch)
+//!       └────────────── a frame taken by the driver makes room ◄──────────────────┘
+//! ```
+//!
+//! A permit promises the size of the last frame encoded; when its item is sent the real size is
+//! counted instead. The queue therefore holds at most `budget` bytes, plus, for each permit
+//! outstanding, how much its frame is larger than the one before (a frame larger than the whole
+//! budget is granted only when the queue is empty, and travels alone).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use framepipe_proto::producer::OutFrame;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::encoder::{Batching, PayloadEncoder};
+use crate::stats::Stats;
+use crate::Error;
+
+/// The queue shared by a connection's senders and its driver.
+#[derive(Debug)]
+pub(crate) struct SendQueue {
+    state: Mutex<State>,
+    /// Serializes typed items; one per connection, so its chunk is shared by every sender.
+    encoder: Mutex<PayloadEncoder>,
+    /// Wakes `reserve` when room is made or the queue closes.
+    room: Notify,
+    /// Wakes `flush` when every frame accepted has been taken by the driver and written.
+    drained: Notify,
+    budget: usize,
+    max_items: usize,
+    batching: Option<Batching>,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct State {
+    frames: VecDeque<OutFrame>,
+    frames_bytes: usize,
+    batch_bytes: usize,
+    permits: usize,
+    promised: usize,
+    /// Bytes the next frame is expected to take: the last frame's.
+    estimate: usize,
+    /// No more frames are accepted (close, every sender dropped, or the connection ended).
+    closed: Option<&'static str>,
+    driver: Option<Waker>,
+    /// A batch was opened at this instant: the driver starts its linger.
+    linger_from: Option<Instant>,
+    /// The application's deadline for closing.
+    deadline: Option<Instant>,
+    /// The connection has ended.
+    failed: bool,
+    /// Items and frames accepted so far.
+    items: u64,
+    accepted: u64,
+}
+
+/// One grant of room: the estimate it promised.
+#[derive(Debug)]
+pub(crate) struct Grant(usize);
+
+/// What the driver finds in the queue.
+#[derive(Debug)]
+pub(crate) enum Pop {
+    Frame(OutFrame),
+    /// Nothing now; the driver is woken when a frame comes.
+    Empty,
+    /// Closed and empty: no frame will come.
+    Finished,
+}
+
+impl SendQueue {
+    pub(crate) fn new(
+        budget: usize,
+        max_items: usize,
+        max_frame_length: u32,
+        batching: Option<Batching>,
+        stats: Stats,
+    ) -> Arc<Self> {
+        Arc::new(SendQueue {
+            state: Mutex::new(State {
+                frames: VecDeque::new(),
+                frames_bytes: 0,
+                batch_bytes: 0,
+                permits: 0,
+                promised: 0,
+                estimate: 1,
+                closed: None,
+                driver: None,
+                linger_from: None,
+                deadline: None,
+                failed: false,
+                items: 0,
+                accepted: 0,
+            }),
+            encoder: Mutex::new(PayloadEncoder::new(max_frame_length)),
+            room: Notify::new(),
+            drained: Notify::new(),
+            budget: budget.max(1),
+            max_items: max_items.max(1),
+            batching,
+            stats,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_encoder(&self) -> MutexGuard<'_, PayloadEncoder> {
+        self.encoder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Room now, or `Ok(None)`; `Err(Closed)` once closed.
+    pub(crate) fn try_grant(&self) -> Result<Option<Grant>, Error> {
+        let mut s = self.lock();
+        if let Some(why) = s.closed {
+            return Err(Error::Closed(why));
+        }
+        let held = s.frames_bytes + s.batch_bytes + s.promised;
+        let fits = held + s.estimate <= self.budget || held == 0;
+        if !fits || s.frames.len() + s.permits >= self.max_items {
+            return Ok(None);
+        }
+        s.permits += 1;
+        let estimate = s.estimate;
+        s.promised += estimate;
+        Ok(Some(Grant(estimate)))
+    }
+
+    /// Waits for room (SPEC §6.7).
+    ///
+    /// # Backpressure
+    /// Waits while the queue holds its budget; holds nothing meanwhile. Cancelling the wait loses
+    /// nothing.
+    pub(crate) async fn grant(&self) -> Result<Grant, Error> {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(grant) = self.try_grant()? {
+                return Ok(grant);
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes queued and promised, for `Full`.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let s = self.lock();
+        s.frames_bytes + s.batch_bytes + s.promised
+    }
+
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The batching window, if batching is on.
+    pub(crate) fn linger(&self) -> Option<std::time::Duration> {
+        self.batching.map(|b| b.get_linger())
+    }
+
+    /// A permit given back unused.
+    pub(crate) fn release(&self, grant: Grant) {
+        {
+            let mut s = self.lock();
+            s.permits -= 1;
+            s.promised -= grant.0;
+        }
+        self.room.notify_waiters();
+    }
+
+    /// Encodes `item` under `grant` and queues it (or adds it to the batch). Never waits.
+    ///
+    /// The encoder's lock is held from the check that the queue is open until the item is counted
+    /// in, so `close` (which sends the batch) sees every item accepted before it.
+    pub(crate) fn send_json<T: Serialize + ?Sized>(
+        &self,
+        grant: Grant,
+        item: &T,
+    ) -> Result<(), Error> {
+        let mut encoder = self.lock_encoder();
+        if let Some(why) = self.lock().closed {
+            self.release(grant);
+            return Err(Error::Closed(why));
+        }
+        let (frame, opened) = match self.batching {
+            None => match encoder.encode_json(item) {
+                Ok(frame) => (Some(frame), false),
+                Err(e) => return Err(self.refuse(grant, e)),
+            },
+            Some(batching) => match encoder.batch_json(item, batching.get_max_bytes()) {
+                Ok(batched) => (batched.sent.map(|(f, _)| f), batched.opened),
+                Err(e) => return Err(self.refuse(grant, e)),
+            },
+        };
+        self.accept(grant, frame, encoder.batch_bytes(), opened);
+        Ok(())
+    }
+
+    /// Queues a raw body under `grant`. Never waits.
+    pub(crate) fn send_raw(&self, grant: Grant, body: bytes::Bytes) -> Result<(), Error> {
+        let encoder = self.lock_encoder();
+        if let Some(why) = self.lock().closed {
+            self.release(grant);
+            return Err(Error::Closed(why));
+        }
+        let frame = match encoder.encode_raw(body) {
+            Ok(frame) => frame,
+            Err(e) => return Err(self.refuse(grant, e)),
+        };
+        self.accept(grant, Some(frame), encoder.batch_bytes(), false);
+        Ok(())
+    }
+
+    fn refuse(&self, grant: Grant, source: framepipe_codec::Error) -> Error {
+        let frame = self.lock().items;
+        self.release(grant);
+        Error::Encode {
+            frame,
+            frames_written: self.stats.frames_written(),
+            source,
+        }
+    }
+
+    /// Counts the item in, replaces the grant's promise with what was queued, wakes the driver.
+    fn accept(&self, grant: Grant, frame: Option<OutFrame>, batch_bytes: usize, opened: bool) {
+        let mut s = self.lock();
+        s.permits -= 1;
+        s.promised -= grant.0;
+        s.items += 1;
+        self.stats.add_items(1);
+        let batch_before = std::mem::replace(&mut s.batch_bytes, batch_bytes);
+        self.stats.encoded_gauge().shrink(batch_before);
+        self.stats.encoded_gauge().grow(batch_bytes);
+        if opened {
+            s.linger_from = Some(tokio::time::Instant::now().into_std());
+        }
+        if let Some(frame) = frame {
+            self.push(&mut s, frame);
+        }
+        let waker = s.driver.take();
+        drop(s);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn push(&self, s: &mut State, frame: OutFrame) {
+        let len = frame.wire_len();
+        s.estimate = len.max(1);
+        s.frames_bytes += len;
+        s.accepted += 1;
+        self.stats.add_encoded(len);
+        self.stats.queue_gauge().add(len);
+        s.frames.push_back(frame);
+    }
+
+    /// The driver takes the next frame, or registers to be woken.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Pop> {
+        let mut s = self.lock();
+        if let Some(frame) = s.frames.pop_front() {
+            let len = frame.wire_len();
+            s.frames_bytes -= len;
+            self.stats.queue_gauge().remove(len);
+            drop(s);
+            self.room.notify_waiters();
+            return Poll::Ready(Pop::Frame(frame));
+        }
+        if s.closed.is_some() && s.batch_bytes == 0 {
+            return Poll::Ready(Pop::Finished);
+        }
+        s.driver = Some(cx.waker().clone());
+        Poll::Ready(Pop::Empty)
+    }
+
+    /// The batch opened since the last call, if any: when it opened.
+    pub(crate) fn take_linger(&self) -> Option<Instant> {
+        self.lock().linger_from.take()
+    }
+
+    /// The application's close deadline, if newly set.
+    pub(crate) fn take_deadline(&self) -> Option<Instant> {
+        self.lock().deadline.take()
+    }
+
+    /// The batch's linger is over: it becomes a frame now.
+    pub(crate) fn flush_batch(&self) {
+        let mut encoder = self.lock_encoder();
+        let Some((frame, _items)) = encoder.take_batch() else {
+            return;
+        };
+        let mut s = self.lock();
+        self.stats.encoded_gauge().shrink(s.batch_bytes);
+        s.batch_bytes = 0;
+        self.push(&mut s, frame);
+    }
+
+    /// No more items are taken; the batch, if any, goes out as a frame. `deadline`: the driver
+    /// abandons what is not written by then.
+    pub(crate) fn close(&self, why: &'static str, deadline: Option<Instant>) {
+        self.flush_batch();
+        let waker = {
+            let mut s = self.lock();
+            s.closed.get_or_insert(why);
+            if deadline.is_some() {
+                s.deadline = deadline;
+            }
+            s.driver.take()
+        };
+        self.room.notify_waiters();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The connection is over: frames left are never sent (they are dropped now).
+    pub(crate) fn fail(&self) {
+        {
+            let mut s = self.lock();
+            s.closed.get_or_insert("the connection has ended");
+            s.failed = true;
+            let left: usize = s.frames_bytes;
+            s.frames.clear();
+            s.frames_bytes = 0;
+            self.stats.queue_gauge().shrink(left);
+        }
+        self.room.notify_waiters();
+        self.drained.notify_waiters();
+    }
+
+    /// `true` once no more items are taken.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Frames accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.lock().accepted
+    }
+
+    /// The driver wrote everything it had and the queue is empty: wakes `flush`.
+    pub(crate) fn notify_drained(&self) {
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until every frame accepted before the call has been written, or the connection ends.
+    pub(crate) async fn flush(&self) {
+        let target = self.accepted();
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stats.frames_written() >= target || self.lock().failed {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Notice codes the connection cores send, besides the codec's error codes (SPEC §6.3.1).
+
+/// The consumer is shutting down: frames before the notice's `frame` were read and handed to its
+/// application; that frame and later ones were not read (SPEC §8.5). Worth retrying elsewhere or later.
+pub const SHUTTING_DOWN: &str = "shutting_down";
+
+/// The consumer's handler failed on the notice's `frame`; under the close policy the connection is
+/// closed and that frame and later ones are not handled (SPEC §7.7).
+pub const HANDLER_FAILED: &str = "handler_failed";
+
+/// The consumer had `max_open_connections` open and refused this one (SPEC §7.6.3).
+pub const CONNECTION_LIMIT: &str = "connection_limit";

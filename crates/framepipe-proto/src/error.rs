@@ -1,0 +1,116 @@
+//! The connection cores' one error type (SPEC §8.6).
+
+use std::io;
+use std::time::Duration;
+
+use framepipe_codec::Notice;
+
+/// Why a connection core ended a connection. The consumer and producer crates wrap it in their own
+/// errors, adding the peer's address and their counts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Consumer: a frame broke the wire format and the stream cannot be resynchronised (SPEC §3).
+    #[error(transparent)]
+    Frame(framepipe_codec::Error),
+
+    /// Consumer: nothing arrived for `idle` while no frame was in progress (`idle_timeout`, SPEC §7.6).
+    #[error(
+        "closed after {} s without data between frames (idle_timeout; the peer connected and went \
+         quiet, or vanished without closing)",
+        idle.as_secs_f64()
+    )]
+    IdleTimeout {
+        /// How long it was idle.
+        idle: Duration,
+    },
+
+    /// Consumer: frame `frame` was not complete `waited` after it began (`frame_timeout`, SPEC §7.6).
+    #[error(
+        "frame {frame} was still incomplete {} s after it began ({buffered} bytes buffered, \
+         {missing} more due; frame_timeout): the peer sends too slowly or stopped mid-frame",
+        waited.as_secs_f64()
+    )]
+    FrameTimeout {
+        /// Index of the incomplete frame in the stream.
+        frame: u64,
+        /// Bytes of it buffered (a body being skipped buffers none).
+        buffered: u64,
+        /// Bytes still due to complete it (the rest of the header, if that was incomplete).
+        missing: u64,
+        /// Time since it began, not counting time spent waiting for memory.
+        waited: Duration,
+    },
+
+    /// Producer: the consumer refused a frame, or the connection, and said why (SPEC §6.3).
+    #[error("the consumer refused frame {} ({}): {}", .0.frame, .0.error, .0.message)]
+    Rejected(Notice),
+
+    /// Producer: the consumer closed its end while this side still had frames to send or might
+    /// send more (SPEC §6.2.6), or reset the connection.
+    #[error("the consumer closed the connection: {source}")]
+    PeerClosed {
+        /// `UnexpectedEof` for an orderly close, else what the system said (`ECONNRESET`, `EPIPE`).
+        source: io::Error,
+    },
+
+    /// Producer: the consumer accepted no bytes for `waited` while there were bytes to send, or the
+    /// kernel's send queue did not go down for that long after the last frame (SPEC §6.2.2–3).
+    #[error("the consumer accepted no bytes for {:.1} s (its TCP window stayed closed)", waited.as_secs_f64())]
+    Stalled {
+        /// How long nothing was accepted.
+        waited: Duration,
+    },
+
+    /// Producer: the consumer sent back bytes that cannot be a notice (SPEC §6.3.4).
+    #[error("the consumer sent {received} bytes that are not a framepipe notice (starts with \"{preview}\")")]
+    UnexpectedReply {
+        /// Bytes read before deciding (at most 4 + `MAX_NOTICE_LENGTH`).
+        received: usize,
+        /// The first of them, escaped for display.
+        preview: String,
+    },
+
+    /// Producer: a graceful close did not finish writing by its deadline (SPEC §6.2.5).
+    #[error("the close deadline of {:.1} s passed with frames still unwritten", after.as_secs_f64())]
+    Deadline {
+        /// The deadline, counted from when the close began.
+        after: Duration,
+    },
+
+    /// Reading or writing the transport failed.
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl Error {
+    /// A short stable name, as sent in a notice (SPEC §6.3): the codec's code for frame errors, else
+    /// `idle_timeout`, `frame_timeout`, the notice's own code for `Rejected`, `peer_closed`,
+    /// `stalled`, `unexpected_reply`, `deadline` or `io`.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Frame(e) => e.code(),
+            Error::IdleTimeout { .. } => "idle_timeout",
+            Error::FrameTimeout { .. } => "frame_timeout",
+            Error::Rejected(notice) => &notice.error,
+            Error::PeerClosed { .. } => "peer_closed",
+            Error::Stalled { .. } => "stalled",
+            Error::UnexpectedReply { .. } => "unexpected_reply",
+            Error::Deadline { .. } => "deadline",
+            Error::Io(_) => "io",
+        }
+    }
+
+    /// The notice a consumer sends before closing on this error, if one makes sense (SPEC §6.3): a
+    /// framing error or a timeout; not a failed read.
+    pub fn notice(&self) -> Option<Notice> {
+        match self {
+            Error::Frame(e) => Some(Notice::from_error(e)),
+            Error::IdleTimeout { .. } => Some(Notice::new(self.code(), 0, 0, self.to_string())),
+            Error::FrameTimeout { frame, .. } => {
+                Some(Notice::new(self.code(), *frame, 0, self.to_string()))
+            }
+            _ => None,
+        }
+    }
+}
