@@ -6,9 +6,11 @@
 //! - [`codec`]: the wire format (SPEC.md §1–§4) as `tokio_util` codecs, raw and typed.
 //! - [`flow`]: byte-budgeted bounded queues, per-stage memory gauges, socket queue and RSS probes,
 //!   socket options (SPEC.md §5).
-//! - [`producer`]: any `Stream` of payloads to frames on a TCP connection (SPEC.md §6).
-//! - [`consumer`]: accepts connections and feeds frames to a handler, optionally slowed down
-//!   (SPEC.md §7).
+//! - [`proto`]: each side's per-connection protocol as a state machine without I/O (SPEC.md §8).
+//! - [`producer`]: any `Stream` of payloads, or items sent through a `Sender`, to frames on a
+//!   connection over any transport (SPEC.md §6).
+//! - [`consumer`]: accepts connections on any transport and feeds frames to a handler that may
+//!   fail, with graceful shutdown (SPEC.md §7).
 //! - [`reference`](mod@reference): the reference record and batch used by demos, tests and benchmarks.
 //!
 //! See `README.md` to run the tests, and `SPEC.md` for the normative wire format.
@@ -23,6 +25,7 @@ pub use framepipe_codec as codec;
 pub use framepipe_consumer as consumer;
 pub use framepipe_flow as flow;
 pub use framepipe_producer as producer;
+pub use framepipe_proto as proto;
 pub use framepipe_producer::reference;
 
 /// The code blocks of `README.md`, compiled and run as doctests so the README cannot rot.
