@@ -25,8 +25,8 @@ pub use framepipe_codec as codec;
 pub use framepipe_consumer as consumer;
 pub use framepipe_flow as flow;
 pub use framepipe_producer as producer;
-pub use framepipe_proto as proto;
 pub use framepipe_producer::reference;
+pub use framepipe_proto as proto;
 
 /// The code blocks of `README.md`, compiled and run as doctests so the README cannot rot.
 #[doc = include_str!("../README.md")]

@@ -45,9 +45,19 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn every_spec_citation_names_a_section_or_item_that_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let anchors = spec_anchors(&std::fs::read_to_string(root.join("SPEC.md")).unwrap());
-    assert!(anchors.contains("8.2") && anchors.contains("6.2.3"), "{anchors:?}");
+    assert!(
+        anchors.contains("8.2") && anchors.contains("6.2.3"),
+        "{anchors:?}"
+    );
     let mut files = Vec::new();
-    for dir in ["crates", "src", "tests", "examples", "benches", "fuzz/fuzz_targets"] {
+    for dir in [
+        "crates",
+        "src",
+        "tests",
+        "examples",
+        "benches",
+        "fuzz/fuzz_targets",
+    ] {
         rust_files(&root.join(dir), &mut files);
     }
     let mut missing = Vec::new();
@@ -64,5 +74,9 @@ fn every_spec_citation_names_a_section_or_item_that_exists() {
             }
         }
     }
-    assert!(missing.is_empty(), "citations of nothing:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "citations of nothing:\n{}",
+        missing.join("\n")
+    );
 }
