@@ -188,9 +188,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                     (Ok(frame), len)
                 }
                 Event::FrameError(source) => (
-                    Err(Error::Frame {
-                        peer: self.peer.clone(),
-                        source,
+                    // A frame refused is a frame read (SPEC §7.5).
+                    Err({
+                        self.stats.add_framed();
+                        Error::Frame {
+                            peer: self.peer.clone(),
+                            source,
+                        }
                     }),
                     0,
                 ),

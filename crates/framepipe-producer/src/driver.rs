@@ -223,11 +223,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
-            let progress = this.step(cx);
+            let mut progress = this.step(cx);
             while let Some(event) = this.core.poll_event() {
                 if let Some(result) = this.end(event) {
                     return Poll::Ready(result);
                 }
+                // A batch made a frame: take it on the next pass.
+                progress = true;
             }
             if !progress {
                 return Poll::Pending;

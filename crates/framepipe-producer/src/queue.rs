@@ -355,6 +355,11 @@ impl SendQueue {
 
     /// Waits until every frame accepted before the call has been written, or the connection ends.
     pub(crate) async fn flush(&self) {
+        // Items in a batch are sent now rather than at the end of its linger.
+        self.flush_batch();
+        if let Some(waker) = self.lock().driver.take() {
+            waker.wake();
+        }
         let target = self.accepted();
         loop {
             let notified = self.drained.notified();
