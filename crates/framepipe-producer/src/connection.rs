@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::builder::Builder;
 use crate::driver::Driver;
-use crate::queue::SendQueue;
+use crate::queue::{Grant, SendQueue};
 use crate::sender::{LastHandle, RawSender, Sender, Shared};
 use crate::stats::{Report, Stats};
 use crate::Error;
@@ -132,31 +132,8 @@ where
         S: Stream,
         S::Item: Serialize,
     {
-        let (queue, driver) = self.split();
-        let produce = {
-            let queue = queue.clone();
-            async move {
-                let mut source = std::pin::pin!(source);
-                loop {
-                    // SPEC §6.2.1: the source is polled only once there is room.
-                    let Ok(grant) = queue.grant().await else {
-                        return Ok(()); // the connection ended; the driver says why
-                    };
-                    let Some(item) = source.next().await else {
-                        queue.release(grant);
-                        break;
-                    };
-                    if let Err(e) = queue.send_json(grant, &item) {
-                        queue.close("an item could not be encoded", None);
-                        return Err(e);
-                    }
-                }
-                queue.close("the source ended", None);
-                Ok(())
-            }
-        };
-        let (produced, sent) = tokio::join!(produce, driver);
-        finish(produced, sent)
+        self.send_stream(source, |queue, grant, item| queue.send_json(grant, &item))
+            .await
     }
 
     /// Sends every item of `source` as one frame whose body is the item's bytes, unchanged, then
@@ -166,6 +143,17 @@ where
     where
         S: Stream<Item = Bytes>,
     {
+        self.send_stream(source, |queue, grant, body| queue.send_raw(grant, body))
+            .await
+    }
+
+    /// Runs the driver and, in the same task, a loop that takes the next item of `source` only once
+    /// a permit for it is granted (SPEC §6.2.1) and queues it with `send`.
+    async fn send_stream<S, F>(self, source: S, send: F) -> Result<Report, Error>
+    where
+        S: Stream,
+        F: Fn(&SendQueue, Grant, S::Item) -> Result<(), Error>,
+    {
         let (queue, driver) = self.split();
         let produce = {
             let queue = queue.clone();
@@ -173,14 +161,14 @@ where
                 let mut source = std::pin::pin!(source);
                 loop {
                     let Ok(grant) = queue.grant().await else {
-                        return Ok(());
+                        return Ok(()); // the connection ended; the driver says why
                     };
-                    let Some(body) = source.next().await else {
+                    let Some(item) = source.next().await else {
                         queue.release(grant);
                         break;
                     };
-                    if let Err(e) = queue.send_raw(grant, body) {
-                        queue.close("a body could not be framed", None);
+                    if let Err(e) = send(&queue, grant, item) {
+                        queue.close("an item could not be encoded", None);
                         return Err(e);
                     }
                 }
