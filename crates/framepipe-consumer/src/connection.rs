@@ -26,7 +26,8 @@ use crate::{ConnectionInfo, Delivery, Error, Mode};
 ///
 /// The connection is closed once the stream has ended (after its last item, the producer is told the
 /// connection is over, so a producer's `confirmed` means every frame was taken from this stream), or
-/// when it is dropped (at once, with frames not yet taken dropped).
+/// when it is dropped (at once, with frames not yet taken dropped; a TCP connection is then reset,
+/// so that a producer waiting for the close does not take it as confirmation).
 pub struct Connection<M: Mode> {
     info: Arc<ConnectionInfo>,
     rx: Receiver<Msg>,

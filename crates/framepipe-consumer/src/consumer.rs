@@ -161,8 +161,9 @@ impl<L: Listener> Consumer<L> {
             peer: accepted.peer,
             stats: self.stats.clone(),
             memory: self.memory.clone(),
-            _registration: self.registration(accepted.probe),
+            registration: self.registration(accepted.probe),
             dropped: 0,
+            frames_read: 0,
             sink: None,
         };
         // Counted before the driver runs, so the next accept sees it (SPEC §7.6.3).
@@ -210,8 +211,9 @@ impl<L: Listener> Consumer<L> {
             peer: accepted.peer,
             stats: self.stats.clone(),
             memory: self.memory.clone(),
-            _registration: Registration::Refused,
+            registration: Registration::Refused,
             dropped: 0,
+            frames_read: 0,
             sink: None,
         };
         tokio::spawn(async move {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use framepipe_codec::Notice;
 use framepipe_flow::queue::Sender;
 use framepipe_flow::{MemoryPool, PeerAddr};
-use framepipe_proto::consumer::{ConsumerConn, Event, InFrame, ReadOp, Transmit};
+use framepipe_proto::consumer::{ConsumerConn, Event, InFrame, ReadOp, State, Transmit};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -32,7 +32,8 @@ pub(crate) struct DriverEnd {
     /// Frames read from the transport that never reached the application's queue (dropped by a
     /// rejection, an abandoned connection or a forced shutdown).
     pub(crate) dropped: u64,
-    /// Frames begun on the transport (delivered, refused or skipped).
+    /// Frames read from the transport in full (handed on or dropped) or refused (SPEC §7.5); a frame
+    /// cut short by a rejection, a forced shutdown or an abandoned connection is not one.
     pub(crate) frames_read: u64,
 }
 
@@ -47,10 +48,13 @@ pub(crate) struct Driver<Io> {
     pub(crate) peer: PeerAddr,
     pub(crate) stats: Stats,
     pub(crate) memory: MemoryPool,
-    /// Kept for as long as the connection lives: its place in the socket set.
-    pub(crate) _registration: Registration,
+    /// Kept for as long as the connection lives: its place in the socket set, and its probe (which
+    /// can also reset it).
+    pub(crate) registration: Registration,
     /// Frames read that never reached the application's queue.
     pub(crate) dropped: u64,
+    /// Frames read in full or refused: taken from the core, or dropped by it.
+    pub(crate) frames_read: u64,
     /// Where input is read and thrown away while draining.
     pub(crate) sink: Option<Box<[u8]>>,
 }
@@ -60,7 +64,7 @@ const DRAIN_READ: usize = 16 * 1024;
 
 /// A connection's place in the consumer's socket set (SPEC §5.3): its probe, or a mark that its
 /// queues cannot be read.
-#[allow(dead_code)] // held for its drop
+#[allow(dead_code)] // `Unprobed` is held for its drop
 pub(crate) enum Registration {
     Probed(std::sync::Arc<dyn framepipe_flow::SocketProbe>),
     Unprobed(framepipe_flow::Unprobed),
@@ -117,7 +121,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         self.stats.connection_closed();
         DriverEnd {
             dropped: self.dropped,
-            frames_read: self.core.frames_seen(),
+            frames_read: self.frames_read,
         }
     }
 
@@ -133,6 +137,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         }
         loop {
             gauge.set(self.core.buffered());
+            // Once a notice is being written the producer learns from it what was handled.
+            let told = matches!(self.core.state(), State::Notifying | State::Draining);
             let step = match self.core.poll_read(now()) {
                 ReadOp::Deliver => self.deliver().await,
                 ReadOp::Read { .. } => self.read().await,
@@ -143,10 +149,31 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 ReadOp::Close => break,
             };
             if step.is_err() {
+                if !told {
+                    self.reset();
+                }
                 break;
             }
         }
         drop(gauge);
+    }
+
+    /// The connection ends with frames read and not handled (the application went away, or the
+    /// shutdown was forced): a clean close would tell a producer that has written everything that
+    /// they were handled (SPEC §6.2.3), so it is reset instead where the transport can (TCP). Not
+    /// called once a notice is on its way: the notice says what was handled.
+    fn reset(&self) {
+        if let Registration::Probed(probe) = &self.registration {
+            if let Err(e) = probe.reset_on_close() {
+                tracing::debug!(peer = %self.peer, "the connection cannot be reset: {e}");
+            }
+        }
+    }
+
+    /// Counts frames the core dropped without handing them on (they were read in full).
+    fn count_dropped(&mut self, frames: u64) {
+        self.dropped += frames;
+        self.frames_read += frames;
     }
 
     /// Applies a command or a phase change; `Err` if the connection must end at once.
@@ -160,11 +187,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             Control::App(Some(AppCmd::Reject(notice))) => {
                 // Frames the core still held are dropped with it; the application drains its queue.
                 self.app = None;
-                self.dropped += self.core.reject(now(), notice);
+                let dropped = self.core.reject(now(), notice);
+                self.count_dropped(dropped);
                 self.tx = None;
             }
             Control::App(None) | Control::Phase(Phase::Forced) => {
-                self.dropped += self.core.abandon();
+                let dropped = self.core.abandon();
+                self.count_dropped(dropped);
                 return Err(Stop);
             }
             Control::Phase(Phase::Draining) => self.core.shutdown(now()),
@@ -181,6 +210,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     /// shutdown or an application gone drop the frame.
     async fn deliver(&mut self) -> Result<(), Stop> {
         while let Some(event) = self.core.poll_event() {
+            // Counted here, not from the framer: a frame whose header was read but whose body never
+            // arrived in full (cut short by a forced shutdown or a rejection) was not read (SPEC §7.5).
+            let frame_read = match &event {
+                Event::Frame(_) | Event::FrameError(_) => true,
+                Event::Failed(e) => matches!(e, framepipe_proto::Error::Frame(_)),
+            };
+            self.frames_read += u64::from(frame_read);
             let (msg, bytes) = match event {
                 Event::Frame(frame) => {
                     self.stats.add_framed();
@@ -212,7 +248,9 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                     sent = &mut send => {
                         if sent.is_err() {
                             // The application dropped its end.
-                            self.dropped += frame + self.core.abandon();
+                            self.dropped += frame;
+                            let dropped = self.core.abandon();
+                            self.count_dropped(dropped);
                             return Err(Stop);
                         }
                         break;
@@ -344,8 +382,9 @@ mod size_probe {
                 peer: framepipe_flow::PeerAddr::other("x"),
                 stats,
                 memory: pool,
-                _registration: super::Registration::Refused,
+                registration: super::Registration::Refused,
                 dropped: 0,
+                frames_read: 0,
                 sink: None,
             };
             let fut = d.run();

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -13,7 +14,8 @@ use crate::shutdown::{forced, Phase};
 use crate::slow::Pacer;
 use crate::stats::{ConnectionReport, Report, ShutdownReport, Stats};
 use crate::{
-    Connection, Consumer, Delivery, Handler, HandlerResult, Listener, Mode, OnHandlerError,
+    BoxError, Connection, Consumer, Delivery, Handler, HandlerResult, Listener, Mode,
+    OnHandlerError,
 };
 
 impl<L: Listener> Consumer<L> {
@@ -220,12 +222,15 @@ where
                 report.forced = true;
                 break;
             }
-            handled = async {
+            handled = AssertUnwindSafe(async {
                 stats.add_slowed(pacer.before(len).await);
                 handler.handle(delivery).await
-            } => handled,
+            }).catch_unwind() => handled,
         };
-        match handled {
+        // SPEC §7.7.3: a panic ends the connection whatever the policy, like a failure under
+        // `Close`: the producer is told which frame, and the report keeps its counts.
+        let panicked = handled.is_err();
+        match handled.unwrap_or_else(|panic| Err(panic_error(&*panic))) {
             Ok(()) => {
                 report.frames += 1;
                 report.bytes += len as u64;
@@ -235,7 +240,7 @@ where
                 stats.add_handler_error();
                 report.handler_errors += 1;
                 report.errors += 1;
-                let closing = policy == OnHandlerError::Close;
+                let closing = panicked || policy == OnHandlerError::Close;
                 if closing || report.handler_errors == 1 {
                     tracing::warn!(peer = %info.peer, connection = info.id, frame,
                         "handler failed{}: {e}", if closing { "; closing the connection" } else { "; going on" });
@@ -266,4 +271,14 @@ where
     );
     handler.on_close(&info, &report);
     report
+}
+
+/// A handler's panic as an error, with its message when it has one.
+fn panic_error(panic: &(dyn std::any::Any + Send)) -> BoxError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("the handler panicked: {message}").into()
 }

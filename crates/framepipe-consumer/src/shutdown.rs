@@ -22,8 +22,9 @@ pub(crate) enum Phase {
 /// The first [`shutdown`](Shutdown::shutdown) drains: no new connections are accepted, no new frame
 /// is read, every frame already read is handed to the handler, and each producer is told with a
 /// `shutting_down` notice naming the first frame not read. A second call, [`force`](Shutdown::force),
-/// or the builder's `shutdown_timeout` (default 30 s) forces it: handlers still running are dropped
-/// and the frames not handled are counted in the report as `unhandled`.
+/// or the builder's `shutdown_timeout` (default 30 s) forces it: handlers still running are dropped,
+/// the frames not handled are counted in the report as `unhandled`, and the connections are closed
+/// at once (TCP ones reset, so no producer takes the close as confirmation).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     tx: Arc<watch::Sender<Phase>>,

@@ -309,7 +309,8 @@ pub struct ConnectionReport {
     pub frames: u64,
     /// Wire bytes of those frames.
     pub bytes: u64,
-    /// Frames read from the transport (delivered, refused or skipped).
+    /// Frames read from the transport (delivered, refused or skipped). A frame still arriving
+    /// when the connection was rejected or forcibly closed was not read and is not counted.
     pub frames_read: u64,
     /// Frames refused (frame-local errors), handler errors, plus one if the connection ended on an
     /// error.

@@ -75,7 +75,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 progress = true;
             }
         }
-        if let Some(deadline) = self.queue.take_deadline() {
+        if let Some(deadline) = self.queue.take_deadline(cx.waker()) {
             self.core.set_deadline(now(), deadline);
             progress = true;
         }

@@ -53,6 +53,9 @@ struct State {
     /// No more frames are accepted (close, every sender dropped, or the connection ended).
     closed: Option<&'static str>,
     driver: Option<Waker>,
+    /// The driver, woken by `close` even while it is not waiting for frames (blocked writing to a
+    /// consumer that does not read), so that a close deadline starts at once (SPEC §6.2.5).
+    closer: Option<Waker>,
     /// A batch was opened at this instant: the driver starts its linger.
     linger_from: Option<Instant>,
     /// The application's deadline for closing.
@@ -96,6 +99,7 @@ impl SendQueue {
                 estimate: 1,
                 closed: None,
                 driver: None,
+                closer: None,
                 linger_from: None,
                 deadline: None,
                 failed: false,
@@ -288,9 +292,13 @@ impl SendQueue {
         self.lock().linger_from.take()
     }
 
-    /// The application's close deadline, if newly set.
-    pub(crate) fn take_deadline(&self) -> Option<Instant> {
-        self.lock().deadline.take()
+    /// The application's close deadline, if newly set; until one is, `close` wakes `waker`.
+    pub(crate) fn take_deadline(&self, waker: &Waker) -> Option<Instant> {
+        let mut s = self.lock();
+        if !s.closer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.closer = Some(waker.clone());
+        }
+        s.deadline.take()
     }
 
     /// The batch's linger is over: it becomes a frame now.
@@ -309,16 +317,16 @@ impl SendQueue {
     /// abandons what is not written by then.
     pub(crate) fn close(&self, why: &'static str, deadline: Option<Instant>) {
         self.flush_batch();
-        let waker = {
+        let (waker, closer) = {
             let mut s = self.lock();
             s.closed.get_or_insert(why);
             if deadline.is_some() {
                 s.deadline = deadline;
             }
-            s.driver.take()
+            (s.driver.take(), s.closer.take())
         };
         self.room.notify_waiters();
-        if let Some(waker) = waker {
+        for waker in [waker, closer].into_iter().flatten() {
             waker.wake();
         }
     }

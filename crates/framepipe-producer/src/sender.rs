@@ -148,8 +148,10 @@ pub struct RawPermit {
     grant: Option<Grant>,
 }
 
-/// A boxed future the `Sink` implementation keeps between polls.
-type Pending<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
+/// A boxed future the `Sink` implementation keeps between polls. `Sync` as well as `Send`, so that a
+/// `Sender` is `Sync`: `sender.send(item).await` borrows it across an await, and a future holding a
+/// `&Sender` is `Send` (can be spawned) only if `Sender` is `Sync`.
+type Pending<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + Sync>>;
 
 #[derive(Default)]
 struct SinkState {
