@@ -111,7 +111,6 @@ impl<L: Listener> Consumer<L> {
                         accepted += 1;
                         let info = conn.info().clone();
                         tracing::info!(peer = %info.peer, connection = info.id, "connection accepted");
-                        handler.on_open(&info);
                         self.seeds = self.seeds.wrapping_add(0x9E37_79B9_7F4A_7C15);
                         let task = tasks.spawn(serve_connection(
                             conn,
@@ -193,6 +192,8 @@ where
     H: Handler<M::Item>,
 {
     let info = conn.info().clone();
+    // In the connection's task: a hook that panics ends this connection, not the consumer.
+    handler.on_open(&info);
     let mut report = ConnectionReport::new(&info);
     let mut pacer = Pacer::new(slow, seed);
     loop {
