@@ -102,7 +102,8 @@ impl Error {
     }
 
     /// The notice a consumer sends before closing on this error, if one makes sense (SPEC §6.3): a
-    /// framing error or a timeout; not a failed read.
+    /// framing error or a timeout; not a failed read. For a timeout the consumer core then names
+    /// the frame awaited and its offset, which this error does not carry.
     pub fn notice(&self) -> Option<Notice> {
         match self {
             Error::Frame(e) => Some(Notice::from_error(e)),

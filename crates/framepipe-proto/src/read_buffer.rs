@@ -196,10 +196,7 @@ impl ReadBuffer {
         let mut old = std::mem::replace(&mut self.buf, next);
         let old_alloc = std::mem::replace(&mut self.alloc, next_alloc);
         let room = match &mut self.spare_memory {
-            Some(memory) => {
-                std::env::var_os("FP_NO_SPARES").is_none()
-                    && memory.try_grow_keeping(self.spare_bytes + old_alloc)
-            }
+            Some(memory) => memory.try_grow_keeping(self.spare_bytes + old_alloc),
             None => true,
         };
         if old_alloc > 0 && room {

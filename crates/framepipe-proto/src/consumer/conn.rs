@@ -246,7 +246,7 @@ impl ConsumerConn {
         } else {
             self.rbuf.prepare_head_read()
         };
-        if std::env::var_os("FP_NO_AHEAD").is_some() || self.state == State::Finishing {
+        if self.state == State::Finishing {
             // Shutting down: nothing past the frame in progress is read (SPEC §8.5).
             limit = limit.min(due);
         }
@@ -375,7 +375,7 @@ impl ConsumerConn {
             match (timer, self.state) {
                 (ConsumerTimer::Idle, State::Reading) => {
                     let idle = now.saturating_duration_since(self.idle_since);
-                    self.fail(Error::IdleTimeout { idle }, true);
+                    self.fail_awaiting(Error::IdleTimeout { idle });
                 }
                 (ConsumerTimer::Frame, State::Reading | State::Finishing) => {
                     let buffered = self.rbuf.len();
@@ -387,7 +387,7 @@ impl ConsumerConn {
                         missing: self.framer.bytes_needed(buffered),
                         waited,
                     };
-                    self.fail(err, true);
+                    self.fail_awaiting(err);
                 }
                 (ConsumerTimer::Notice, State::Notifying)
                 | (ConsumerTimer::Drain, State::Draining) => self.state = State::Closed,
@@ -400,6 +400,23 @@ impl ConsumerConn {
     /// `notice` and the error has one.
     fn fail(&mut self, err: Error, notice: bool) {
         let notice = if notice { err.notice() } else { None };
+        self.events.push_back(Event::Failed(err));
+        self.end_input(notice);
+    }
+
+    /// Ends reading on a timeout: its notice names the frame awaited and its header's offset
+    /// (SPEC §6.3.1), so the producer learns that every frame before it was handled (SPEC §6.4).
+    fn fail_awaiting(&mut self, err: Error) {
+        let frame = self.framer.frame_in_progress();
+        // The framer tells where the frame in progress began only through the error an end of
+        // stream would be here (SPEC §3.4); at a frame boundary it is where the next one begins.
+        let offset = match self.framer.check_eof(self.rbuf.bytes_mut()) {
+            Err(framepipe_codec::Error::Truncated { offset, .. }) => offset,
+            _ => self.framer.bytes_consumed(),
+        };
+        let notice = err
+            .notice()
+            .map(|n| Notice::new(&n.error, frame, offset, n.message));
         self.events.push_back(Event::Failed(err));
         self.end_input(notice);
     }

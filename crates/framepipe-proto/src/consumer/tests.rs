@@ -189,8 +189,13 @@ fn the_idle_deadline_runs_from_the_last_frame_handed_on_and_fires_exactly() {
         "{:?}",
         rig.failed
     );
+    // SPEC §6.3.1, §6.4: it names the first frame not read, so the producer knows frame 0 was
+    // handled.
     let notice = rig.notice_after_app_done(t1 + secs(120));
-    assert_eq!(notice.error, "idle_timeout");
+    assert_eq!(
+        (notice.error.as_str(), notice.frame, notice.offset),
+        ("idle_timeout", 1, 6)
+    );
 }
 
 #[test]
@@ -232,10 +237,40 @@ fn the_frame_deadline_excludes_time_spent_waiting_for_memory() {
         ),
         ref other => panic!("{other:?}"),
     }
+    let notice = rig.notice_after_app_done(t0 + secs(35));
     assert_eq!(
-        rig.notice_after_app_done(t0 + secs(35)).error,
-        "frame_timeout"
+        (notice.error.as_str(), notice.frame, notice.offset),
+        ("frame_timeout", 0, 0)
     );
+}
+
+#[test]
+fn a_frame_deadline_notice_names_the_frame_in_progress_and_its_offset() {
+    // SPEC §6.3.1: frame 2 (at byte 13) is cut short in its header, then in its body.
+    for cut in [1, 4, 7] {
+        let t0 = Instant::now();
+        let config = ConsumerConfig {
+            frame_timeout: Some(secs(30)),
+            ..ConsumerConfig::default()
+        };
+        let mut rig = Rig::new(config, t0);
+        let mut wire = [frame(b"[1]"), frame(b"[]"), frame(b"[1,2]")].concat();
+        wire.truncate(13 + cut);
+        rig.feed(t0, &wire, usize::MAX);
+        assert!(matches!(rig.conn.poll_read(t0), ReadOp::Read { .. }));
+        rig.conn.handle_timeout(t0 + secs(30));
+        rig.deliver();
+        assert!(matches!(
+            rig.failed,
+            Some(Error::FrameTimeout { frame: 2, .. })
+        ));
+        let notice = rig.notice_after_app_done(t0 + secs(30));
+        assert_eq!(
+            (notice.error.as_str(), notice.frame, notice.offset),
+            ("frame_timeout", 2, 13),
+            "cut {cut} bytes into frame 2"
+        );
+    }
 }
 
 #[test]
