@@ -10,11 +10,11 @@ use crate::Monitor;
 
 /// Default interval between two samples of a [`Monitor`]: 10 ms (SPEC §5.3).
 ///
-/// A sample costs tens of microseconds (two `ioctl`s per socket, two small `/proc` reads), so 10 ms
+/// A sample costs a few microseconds (two `ioctl`s per socket and some atomic loads; no `/proc` read), so 10 ms
 /// costs well under 1 % of a core, and a peak of the in-flight sum that lasts 10 ms is seen.
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A running sampler: a Tokio task that calls [`Monitor::sample`] at a fixed interval. Dropping it
+/// A running sampler: a Tokio task that calls [`Monitor::record`] at a fixed interval. Dropping it
 /// stops the task (it is aborted, at its next wait).
 ///
 /// Made by [`Monitor::spawn_sampler`].
@@ -31,12 +31,12 @@ impl Drop for Sampler {
 }
 
 impl Monitor {
-    /// Starts a Tokio task that calls [`Monitor::sample`] every `every` (the first sample at once;
+    /// Starts a Tokio task that calls [`Monitor::record`] every `every` (the first sample at once;
     /// ticks missed while the runtime was busy are not made up: `MissedTickBehavior::Delay`). The
     /// task stops when the returned guard is dropped.
     ///
     /// Costs one task and a clone of this monitor (an `Arc`); each sample costs what
-    /// [`Monitor::sample`] does. Start one sampler per monitor: two would only sample more often.
+    /// [`Monitor::record`] does. Start one sampler per monitor: two would only sample more often.
     ///
     /// # Panics
     /// If `every` is zero, or if called outside a Tokio runtime.
@@ -48,7 +48,7 @@ impl Monitor {
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                monitor.sample();
+                monitor.record();
             }
         });
         Sampler { task }

@@ -101,6 +101,19 @@ impl Monitor {
         self.snapshot(false)
     }
 
+    /// Records the in-flight and socket-queue peaks without building a snapshot: what the sampler
+    /// does every `sample_interval`. Costs two `ioctl`s per live socket and a few atomic loads; no
+    /// allocation, no `/proc` read (peak RSS is kept by the kernel, §5.3).
+    pub fn record(&self) {
+        let inner = &*self.inner;
+        let sockets = inner.sockets.queues();
+        let in_flight: usize =
+            inner.stages.iter().map(StageGauge::bytes).sum::<usize>() + sockets.total();
+        inner.peak_in_flight.fetch_max(in_flight, Relaxed);
+        inner.peak_send.with(sockets.send_queue_bytes, true);
+        inner.peak_recv.with(sockets.recv_queue_bytes, true);
+    }
+
     fn snapshot(&self, record: bool) -> FlowSnapshot {
         let inner = &*self.inner;
         let stages: Vec<StageSnapshot> = inner.stages.iter().map(|g| g.snapshot()).collect();
