@@ -9,20 +9,33 @@
 mod support;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use framepipe::consumer::{Consumer, Json, Mode, Raw, SlowDown, Stats, Validate};
+use framepipe::consumer::{
+    Consumer, Delivery, Json, Mode, OnHandlerError, Raw, Report, Shutdown, SlowDown, Stats,
+    Validate,
+};
 use framepipe::reference::Record;
-use support::{parse_interval, parse_size, stats_line, Summary};
+use support::{
+    parse_interval, parse_size, parse_timeout, stats_line, ConsumerCounts, Signals, Summary,
+    Timeout, EXIT_FORCED, EXIT_INTERRUPTED,
+};
 
 /// Accept framepipe connections and handle their frames, optionally slowed down on purpose.
 ///
 /// Prints a stats line every --stats-interval and a summary when it stops: after --connections
-/// connections have ended, or on Ctrl-C. Exit status: 0 every connection ended cleanly; 2 cannot
-/// listen; 3 at least one connection ended on an error (each is logged once with its peer address).
+/// connections have ended, or on SIGINT (Ctrl-C) or SIGTERM. The first signal drains: no new
+/// connections, every frame already read is handled, each producer is told (a `shutting_down`
+/// notice naming the first frame not read); a second signal, or --shutdown-timeout, forces it.
+///
+/// Exit status: 0 every connection ended cleanly; 2 cannot listen (or invalid settings); 3 at least
+/// one connection ended on an error (each is logged once with its peer address); 130 stopped by a
+/// signal after a clean drain (nothing read was left unhandled); 131 stopped by a signal and the
+/// drain was forced (second signal or --shutdown-timeout): frames read were left unhandled. 131
+/// wins over 3, and 3 over 130.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -55,7 +68,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = ModeArg::Typed)]
     mode: ModeArg,
 
-    /// Exit after this many connections have ended [default: run until Ctrl-C].
+    /// Exit after this many connections have ended [default: run until SIGINT or SIGTERM].
     #[arg(long, value_name = "N")]
     connections: Option<u64>,
 
@@ -68,6 +81,39 @@ struct Args {
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "BYTES")]
     max_frame_length: usize,
 
+    /// Cap on the bytes buffered across all connections (read, queued or being handled); at it,
+    /// readers wait instead of allocating. At least --max-frame-length + 4.
+    #[arg(long, default_value = "128MiB", value_parser = parse_size, value_name = "BYTES")]
+    memory_limit: usize,
+
+    /// Close a connection that sends nothing for this long between frames (e.g. 120s; `off`:
+    /// never). Time spent not reading because the queue is full does not count.
+    #[arg(long, default_value = "120s", value_parser = parse_timeout, value_name = "SECS")]
+    idle_timeout: Timeout,
+
+    /// Close a connection whose frame is still incomplete this long after its first byte (e.g.
+    /// 30s; `off`: no limit).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, value_name = "SECS")]
+    frame_timeout: Timeout,
+
+    /// Most connections served at once; more are refused with a `connection_limit` notice.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_open_connections: usize,
+
+    /// What a handler error does: close (the connection is closed and its producer told which
+    /// frame failed) or continue (logged and counted; the producer is not told).
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Close)]
+    on_handler_error: OnErrorArg,
+
+    /// Make the handler fail on every K-th frame of each connection (0: never), to try
+    /// --on-handler-error.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    fail_every: u64,
+
+    /// How long the drain after the first signal may take before it is forced (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "SECS")]
+    shutdown_timeout: Duration,
+
     /// Interval between stats lines (e.g. 1, 0.5s, 250ms).
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "SECS")]
     stats_interval: Duration,
@@ -75,6 +121,12 @@ struct Args {
     /// Print the summary as one JSON object on stdout as well.
     #[arg(long)]
     summary_json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnErrorArg {
+    Close,
+    Continue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +143,14 @@ async fn main() -> ExitCode {
         eprintln!("consumer: error: --max-frame-length must be below 4 GiB");
         return ExitCode::from(2);
     };
+    // Before anything else: until the handlers are installed, a signal kills the process.
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("consumer: error: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let bar = support::progress_bar(None);
     support::init_logging(bar.clone());
 
@@ -102,6 +162,15 @@ async fn main() -> ExitCode {
     let consumer = match Consumer::builder()
         .budget(args.budget)
         .max_frame_length(max_frame_length)
+        .memory_limit(args.memory_limit)
+        .idle_timeout(args.idle_timeout.0)
+        .frame_timeout(args.frame_timeout.0)
+        .max_open_connections(args.max_open_connections)
+        .on_handler_error(match args.on_handler_error {
+            OnErrorArg::Close => OnHandlerError::Close,
+            OnErrorArg::Continue => OnHandlerError::Continue,
+        })
+        .shutdown_timeout(args.shutdown_timeout)
         .slow_down(slow)
         .max_connections(args.connections)
         .bind(&args.listen)
@@ -114,33 +183,47 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(
-        "consumer: listening on {} ({:?} mode, budget {}, {:?})",
+        "consumer: listening on {} ({:?} mode, budget {}, memory limit {}, {:?})",
         consumer
             .local_addr()
             .map_or(args.listen.clone(), |a| a.to_string()),
         args.mode,
         support::mib(args.budget as u64),
+        support::mib(args.memory_limit as u64),
         slow
     );
     let stats = consumer.stats();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(on_signals(
+        signals,
+        consumer.shutdown_handle(),
+        interrupted.clone(),
+    ));
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
     let records = Arc::new(AtomicU64::new(0));
+    let fail_every = args.fail_every;
     let report = match args.mode {
         ModeArg::Typed => {
             let records = records.clone();
-            serve(consumer, Json::<Vec<Record>>::new(), move |batch| {
-                records.fetch_add(batch.len() as u64, Relaxed);
+            serve(consumer, Json::<Vec<Record>>::new(), fail_every, move |b| {
+                records.fetch_add(b.len() as u64, Relaxed);
             })
             .await
         }
-        ModeArg::Raw => serve(consumer, Raw, |_| {}).await,
-        ModeArg::Validate => serve(consumer, Validate, |_| {}).await,
+        ModeArg::Raw => serve(consumer, Raw, fail_every, |_| {}).await,
+        ModeArg::Validate => serve(consumer, Validate, fail_every, |_| {}).await,
     };
     reporter.abort();
+    watcher.abort();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    let records = (args.mode == ModeArg::Typed).then(|| records.load(Relaxed));
+    finish(&args, &report, records, interrupted.load(Relaxed))
+}
 
+/// Prints the summary and picks the exit status.
+fn finish(args: &Args, report: &Report, records: Option<u64>, interrupted: bool) -> ExitCode {
     let s = &report.snapshot;
     let failed: Vec<_> = report
         .connections
@@ -155,17 +238,30 @@ async fn main() -> ExitCode {
             c.error.as_deref().unwrap_or_default()
         )
     });
+    let forced = report.shutdown.is_some_and(|s| s.forced);
     let summary = Summary::new(
         "consumer",
         s.frames_handled,
-        (args.mode == ModeArg::Typed).then(|| records.load(Relaxed)),
+        records,
         s.bytes_handled,
         s.busy_secs,
         &s.flow,
         args.budget,
         s.errors,
         error.clone(),
-    );
+    )
+    .interrupted(interrupted)
+    .consumer(ConsumerCounts {
+        connections: s.connections_accepted,
+        connections_refused: s.connections_refused,
+        frames_read: s.frames_read,
+        frames_delivered: s.frames_delivered,
+        frames_handled: s.frames_handled,
+        frames_unhandled: s.frames_unhandled,
+        handler_errors: s.handler_errors,
+        shutdown_forced: forced,
+        shutdown_secs: report.shutdown.map(|s| s.secs),
+    });
     eprintln!("{}", summary.human());
     if args.summary_json {
         println!(
@@ -173,35 +269,62 @@ async fn main() -> ExitCode {
             serde_json::to_string(&summary).expect("summary serializes")
         );
     }
-    match error {
-        Some(e) => {
-            eprintln!("consumer: error: {e}");
-            ExitCode::from(3)
-        }
-        None => ExitCode::SUCCESS,
+    if let Some(e) = &error {
+        eprintln!("consumer: error: {e}");
+    }
+    if forced {
+        eprintln!(
+            "consumer: the shutdown was forced: {} frames read were not handled",
+            s.frames_unhandled
+        );
+        ExitCode::from(EXIT_FORCED)
+    } else if error.is_some() {
+        ExitCode::from(3)
+    } else if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-/// Serves until the configured number of connections have ended, or Ctrl-C.
+/// The first SIGINT/SIGTERM drains, the second forces (the library's `Shutdown` does both).
+async fn on_signals(mut signals: Signals, shutdown: Shutdown, interrupted: Arc<AtomicBool>) {
+    let name = signals.recv().await;
+    interrupted.store(true, Relaxed);
+    tracing::info!(
+        "consumer: {name}: draining: no new connections, handling every frame already read \
+         (send it again to force)"
+    );
+    shutdown.shutdown();
+    let name = signals.recv().await;
+    tracing::warn!("consumer: {name} again: forcing the shutdown");
+    shutdown.force();
+}
+
+/// Serves until the configured number of connections have ended, or the shutdown completes.
+/// With `fail_every` K > 0 the handler fails on every K-th frame of a connection.
 async fn serve<M: Mode>(
     consumer: Consumer,
     mode: M,
+    fail_every: u64,
     each: impl Fn(M::Item) + Send + Sync + 'static,
-) -> framepipe::consumer::Report {
+) -> Report {
     let each = Arc::new(each);
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("consumer: Ctrl-C: closing connections");
-    };
     consumer
-        .serve_until(
-            mode,
-            move |delivery| {
-                each(delivery.item);
-                std::future::ready(())
-            },
-            ctrl_c,
-        )
+        .serve(mode, move |d: Delivery<M::Item>| {
+            let failed = fail_every > 0 && (d.frame + 1) % fail_every == 0;
+            if !failed {
+                each(d.item);
+            }
+            std::future::ready(if failed {
+                Err(format!(
+                    "--fail-every {fail_every}: frame {} fails",
+                    d.frame
+                ))
+            } else {
+                Ok(())
+            })
+        })
         .await
 }
 

@@ -1,14 +1,21 @@
 //! Shared by the `producer`, `consumer` and `demo` examples: logging, the periodic stats line, the
-//! progress bar, size parsing and the end-of-run summaries.
-#![allow(dead_code, unreachable_pub)] // each example uses part of this module; `pub` is for the examples
+//! progress bar, size and duration parsing, signals and the end-of-run summaries.
+#![allow(dead_code, unused_imports, unreachable_pub)] // each example uses part of this module; `pub` is for the examples
+
+mod closing;
+mod signals;
+mod summary;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use framepipe::flow::{FlowSnapshot, StageSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use tracing_subscriber::fmt::MakeWriter;
+
+pub use closing::{close, feed, Closed};
+pub use signals::{Signals, EXIT_FORCED, EXIT_INTERRUPTED};
+pub use summary::{ConsumerCounts, ProducerCounts, Summary};
 
 /// Parses a byte count: `4194304`, `4MiB`, `4M`, `512KiB`, `1GiB` (K/M/G are binary multiples).
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -49,6 +56,18 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} must be a positive duration"));
     }
     Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// A duration, or `None` for `off` (clap treats a bare `Option` as "flag may be absent").
+#[derive(Debug, Clone, Copy)]
+pub struct Timeout(pub Option<Duration>);
+
+/// `off` (or `0`), else a duration as [`parse_interval`] reads it.
+pub fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    match s.trim() {
+        "off" | "0" => Ok(Timeout(None)),
+        t => parse_interval(t).map(|d| Timeout(Some(d))),
+    }
 }
 
 /// `1,234,567`.
@@ -185,101 +204,4 @@ pub fn stats_line(
 
 fn opt_mib(v: Option<usize>) -> String {
     v.map_or("n/a".into(), |b| mib(b as u64))
-}
-
-/// The `--summary-json` object: one per run (the demo prints one per side).
-#[derive(Debug, Serialize)]
-pub struct Summary {
-    pub role: &'static str,
-    pub frames: u64,
-    /// `null` where the run does not parse records (raw and validate modes).
-    pub records: Option<u64>,
-    pub bytes: u64,
-    pub secs: f64,
-    pub mb_per_s: f64,
-    pub frames_per_s: f64,
-    pub peak_rss_bytes: Option<u64>,
-    /// All stages and socket queues together, sampled every 10 ms.
-    pub peak_in_flight_bytes: usize,
-    pub peak_socket_send_queue_bytes: usize,
-    pub peak_socket_recv_queue_bytes: usize,
-    /// Each stage's exact peak.
-    pub stages: Vec<StageSnapshot>,
-    pub budget_bytes: usize,
-    pub blocked_ms: u64,
-    pub errors: u64,
-    /// Why the run failed, if it did.
-    pub error: Option<String>,
-}
-
-impl Summary {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        role: &'static str,
-        frames: u64,
-        records: Option<u64>,
-        bytes: u64,
-        secs: f64,
-        flow: &FlowSnapshot,
-        budget_bytes: usize,
-        errors: u64,
-        error: Option<String>,
-    ) -> Summary {
-        Summary {
-            role,
-            frames,
-            records,
-            bytes,
-            secs,
-            mb_per_s: bytes as f64 / 1e6 / secs.max(1e-9),
-            frames_per_s: frames as f64 / secs.max(1e-9),
-            peak_rss_bytes: flow.peak_rss_bytes,
-            peak_in_flight_bytes: flow.peak_in_flight_bytes,
-            peak_socket_send_queue_bytes: flow.peak_send_queue_bytes.unwrap_or(0),
-            peak_socket_recv_queue_bytes: flow.peak_recv_queue_bytes.unwrap_or(0),
-            stages: flow.stages.clone(),
-            budget_bytes,
-            blocked_ms: flow.stages.iter().map(|s| s.blocked_ms).sum(),
-            errors,
-            error,
-        }
-    }
-
-    /// The human summary, several lines, for stderr.
-    pub fn human(&self) -> String {
-        let mut out = format!(
-            "{}: {} frames{}, {} in {:.2} s: {:.1} MB/s, {:.0} frames/s\n",
-            self.role,
-            thousands(self.frames),
-            self.records
-                .map_or(String::new(), |r| format!(" ({} records)", thousands(r))),
-            mb(self.bytes),
-            self.secs,
-            self.mb_per_s,
-            self.frames_per_s,
-        );
-        out += &format!(
-            "  memory: peak RSS {}; peak in flight {} (budget {}; socket queues peaked at send {}, recv {})\n",
-            self.peak_rss_bytes.map_or("n/a".into(), mib),
-            mib(self.peak_in_flight_bytes as u64),
-            mib(self.budget_bytes as u64),
-            mib(self.peak_socket_send_queue_bytes as u64),
-            mib(self.peak_socket_recv_queue_bytes as u64),
-        );
-        out += "  stage peaks:";
-        for s in &self.stages {
-            out += &format!(
-                " {} {} (blocked {} ms);",
-                s.name,
-                mib(s.peak_bytes as u64),
-                s.blocked_ms
-            );
-        }
-        out.pop();
-        out += &format!("\n  errors: {}", self.errors);
-        if let Some(e) = &self.error {
-            out += &format!(" ({e})");
-        }
-        out
-    }
 }
