@@ -256,7 +256,7 @@ impl Builder {
     /// Starts listening on TCP `addr` with these settings.
     ///
     /// Must be called inside a Tokio runtime: it starts the task that samples the stages.
-    pub async fn bind<A>(&self, addr: A) -> Result<Consumer<TcpListener>, Error>
+    pub async fn bind<A>(self, addr: A) -> Result<Consumer<TcpListener>, Error>
     where
         A: ToSocketAddrs + fmt::Display,
     {
@@ -268,26 +268,26 @@ impl Builder {
                 addr: shown,
                 source,
             })?;
-        Ok(Consumer::new(listener, *self))
+        Ok(Consumer::new(listener, self))
     }
 
     /// Starts listening on the Unix domain socket at `path` (SPEC §5.2). A file already at `path`
     /// is an error: remove a stale socket file yourself if that is what it is.
-    pub async fn bind_unix(&self, path: impl AsRef<Path>) -> Result<Consumer<UnixListener>, Error> {
+    pub async fn bind_unix(self, path: impl AsRef<Path>) -> Result<Consumer<UnixListener>, Error> {
         self.check()?;
         let path = path.as_ref();
         let listener = socket::bind_unix(path, &self.socket).map_err(|source| Error::Bind {
             addr: format!("unix:{}", path.display()),
             source,
         })?;
-        Ok(Consumer::new(listener, *self))
+        Ok(Consumer::new(listener, self))
     }
 
     /// A consumer on any [`Listener`]: for transports other than TCP and Unix sockets, and for
     /// in-memory pipes in tests ([`Incoming`](crate::Incoming)).
-    pub fn listener<L: Listener>(&self, listener: L) -> Result<Consumer<L>, Error> {
+    pub fn listener<L: Listener>(self, listener: L) -> Result<Consumer<L>, Error> {
         self.check()?;
-        Ok(Consumer::new(listener, *self))
+        Ok(Consumer::new(listener, self))
     }
 
     /// The settings cannot work together: `memory_limit` under one frame, or over the largest.

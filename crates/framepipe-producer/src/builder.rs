@@ -170,7 +170,7 @@ impl Builder {
     ///
     /// Waits for name resolution and the TCP handshake; fails with [`Error::Connect`]. Must be
     /// called inside a Tokio runtime.
-    pub async fn connect<A>(&self, addr: A) -> Result<Connection<Shared<TcpStream>>, Error>
+    pub async fn connect<A>(self, addr: A) -> Result<Connection<Shared<TcpStream>>, Error>
     where
         A: ToSocketAddrs + fmt::Display,
     {
@@ -185,12 +185,12 @@ impl Builder {
         let peer = stream.peer_addr().map_err(connect_error)?;
         let io = Shared::new(stream);
         let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
-        Ok(Connection::new(io, PeerAddr::Tcp(peer), Some(probe), *self))
+        Ok(Connection::new(io, PeerAddr::Tcp(peer), Some(probe), self))
     }
 
     /// Connects to the Unix domain socket at `path` (SPEC §5.2).
     pub async fn connect_unix(
-        &self,
+        self,
         path: impl AsRef<Path>,
     ) -> Result<Connection<Shared<UnixStream>>, Error> {
         let path = path.as_ref();
@@ -203,16 +203,16 @@ impl Builder {
         let io = Shared::new(stream);
         let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
         let peer = PeerAddr::Unix(Some(path.to_path_buf()));
-        Ok(Connection::new(io, peer, Some(probe), *self))
+        Ok(Connection::new(io, peer, Some(probe), self))
     }
 
     /// A connection over any transport that is already connected (an in-memory pipe in tests, a
     /// TLS stream, …), to the consumer named `peer`. Its kernel queues are reported as unavailable.
-    pub fn on<T>(&self, io: T, peer: PeerAddr) -> Connection<T>
+    pub fn on<T>(self, io: T, peer: PeerAddr) -> Connection<T>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Connection::new(io, peer, None, *self)
+        Connection::new(io, peer, None, self)
     }
 }
 

@@ -180,12 +180,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// The connection's outcome from the core's last event.
     fn end(&mut self, event: Event) -> Option<Result<Report, Error>> {
-        let result = match event {
+        let outcome = match event {
             Event::FlushBatch => {
                 self.queue.flush_batch();
                 return None;
             }
-            Event::Closed { confirmed } => {
+            Event::Closed { confirmed } => Ok(confirmed),
+            Event::Failed { error, reset } => Err((error, reset)),
+        };
+        // Frames still queued (and a batch being gathered) will never be sent; the senders learn
+        // the queue is closed. Done first, so the counts below include them.
+        self.queue.fail();
+        self.stats
+            .set_written(self.core.frames_written(), self.core.bytes_written());
+        // Nothing is being written any more.
+        self.stats.writing_gauge().shrink(self.writing_shown);
+        self.writing_shown = 0;
+        Some(match outcome {
+            Ok(confirmed) => {
                 if !confirmed {
                     tracing::warn!(
                         peer = %self.peer,
@@ -194,9 +206,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                          that it handled them all is not confirmed"
                     );
                 }
-                Ok(confirmed)
+                Ok(Report {
+                    snapshot: self.stats.snapshot(),
+                    confirmed,
+                })
             }
-            Event::Failed { error, reset } => {
+            Err((error, reset)) => {
                 if reset {
                     if let Some(probe) = &self.probe {
                         let _ = probe.reset_on_close();
@@ -204,16 +219,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Err(Error::from_core(&self.peer, self.progress(), error))
             }
-        };
-        // Frames still queued will never be sent; the senders learn the queue is closed.
-        self.queue.fail();
-        self.stats
-            .set_written(self.core.frames_written(), self.core.bytes_written());
-        self.show_writing();
-        Some(result.map(|confirmed| Report {
-            snapshot: self.stats.snapshot(),
-            confirmed,
-        }))
+        })
     }
 }
 

@@ -147,13 +147,22 @@ impl SendQueue {
     /// Waits while the queue holds its budget; holds nothing meanwhile. Cancelling the wait loses
     /// nothing.
     pub(crate) async fn grant(&self) -> Result<Grant, Error> {
+        let mut waiting_since = None;
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(grant) = self.try_grant()? {
-                return Ok(grant);
+            let granted = self.try_grant();
+            if !matches!(granted, Ok(None)) {
+                // The time spent waiting is the `queue` stage's `blocked_ms` (SPEC §5.1.5).
+                if let Some(since) = waiting_since {
+                    self.stats
+                        .queue_gauge()
+                        .add_blocked(Instant::elapsed(&since));
+                }
+                return granted.map(|g| g.expect("not None"));
             }
+            waiting_since.get_or_insert_with(Instant::now);
             notified.await;
         }
     }
@@ -193,7 +202,9 @@ impl SendQueue {
         item: &T,
     ) -> Result<(), Error> {
         let mut encoder = self.lock_encoder();
-        if let Some(why) = self.lock().closed {
+        // The state's lock is released before `release` takes it again.
+        let closed = self.lock().closed;
+        if let Some(why) = closed {
             self.release(grant);
             return Err(Error::Closed(why));
         }
@@ -214,7 +225,9 @@ impl SendQueue {
     /// Queues a raw body under `grant`. Never waits.
     pub(crate) fn send_raw(&self, grant: Grant, body: bytes::Bytes) -> Result<(), Error> {
         let encoder = self.lock_encoder();
-        if let Some(why) = self.lock().closed {
+        // The state's lock is released before `release` takes it again.
+        let closed = self.lock().closed;
+        if let Some(why) = closed {
             self.release(grant);
             return Err(Error::Closed(why));
         }
@@ -304,6 +317,9 @@ impl SendQueue {
     /// The batch's linger is over: it becomes a frame now.
     pub(crate) fn flush_batch(&self) {
         let mut encoder = self.lock_encoder();
+        if self.lock().failed {
+            return; // `fail` took the batch
+        }
         let Some((frame, _items)) = encoder.take_batch() else {
             return;
         };
@@ -332,15 +348,18 @@ impl SendQueue {
     }
 
     /// The connection is over: frames left are never sent (they are dropped now).
+    /// A batch being gathered becomes a frame first, so that it is counted among the frames never
+    /// sent (SPEC §6.6.4).
     pub(crate) fn fail(&self) {
+        self.flush_batch();
         {
             let mut s = self.lock();
             s.closed.get_or_insert("the connection has ended");
             s.failed = true;
-            let left: usize = s.frames_bytes;
-            s.frames.clear();
+            for frame in s.frames.drain(..) {
+                self.stats.queue_gauge().remove(frame.wire_len());
+            }
             s.frames_bytes = 0;
-            self.stats.queue_gauge().shrink(left);
         }
         self.room.notify_waiters();
         self.drained.notify_waiters();

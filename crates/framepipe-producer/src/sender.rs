@@ -75,6 +75,11 @@ impl Shared {
         }
     }
 
+    fn abort(&self) {
+        self.queue
+            .close("aborted", Some(tokio::time::Instant::now().into_std()));
+    }
+
     async fn close(&self, deadline: Option<Duration>) -> Result<Report, Error> {
         let at = deadline.map(|d| tokio::time::Instant::now().into_std() + d);
         self.queue.close("close was called", at);
@@ -254,6 +259,13 @@ impl<T> Sender<T> {
         self.handle.0.close(Some(deadline)).await
     }
 
+    /// Stops at once, for every handle: frames not yet written are never sent, the connection is
+    /// reset, and the `close` in progress (or the next) returns [`Error::Deadline`] counting them.
+    /// For a second Ctrl-C while a `close` is waiting. Never waits.
+    pub fn abort(&self) {
+        self.handle.0.abort();
+    }
+
     /// `true` once the sender is closed or the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.queue().is_closed()
@@ -335,6 +347,11 @@ impl RawSender {
     /// As [`Sender::close_within`].
     pub async fn close_within(self, deadline: Duration) -> Result<Report, Error> {
         self.handle.0.close(Some(deadline)).await
+    }
+
+    /// As [`Sender::abort`].
+    pub fn abort(&self) {
+        self.handle.0.abort();
     }
 
     /// The connection's live counters.
