@@ -252,10 +252,19 @@ async fn second_shutdown_forces_and_counts_unhandled_frames() {
         let outcome = task.await.unwrap();
         let conn = producers.iter().find(|(_, q)| **q == p).unwrap().0;
         if p == STUCK_PRODUCER {
-            // Closed at once, without a notice: delivery of what was written is unknown.
+            // SPEC §8.5.2: told, by a notice, which frame was the first not handled.
             let e = outcome.0.expect_err("the forced connection failed");
             assert!(e.is_retryable(), "{e}");
-            assert_ne!(e.code(), "shutting_down", "{e}");
+            match &e {
+                ProducerError::Rejected { notice, .. } => {
+                    assert_eq!(
+                        (notice.error.as_str(), notice.frame),
+                        ("shutting_down", STUCK_AT),
+                        "{e}"
+                    )
+                }
+                other => panic!("expected a shutting_down notice, got {other}"),
+            }
         } else {
             assert_shut_down(&outcome, handled[conn]);
         }

@@ -341,3 +341,26 @@ fn handles_are_send_and_sync() {
     }
     let _ = check;
 }
+
+/// A permit sent after the connection was closed returns `Closed` at once: it once took the queue's
+/// lock twice and hung its thread for ever (SPEC §6.7.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_sent_after_the_sender_closed_returns_closed_instead_of_hanging() {
+    let (pipe, _other_end) = tokio::io::duplex(1024);
+    let sender = Producer::builder()
+        .on(pipe, framepipe::flow::PeerAddr::other("pipe"))
+        .sender::<u32>();
+    let permit = sender.reserve().await.unwrap();
+    let closer = sender.clone();
+    let closing = tokio::spawn(closer.close_within(Duration::from_millis(10)));
+    while !sender.is_closed() {
+        tokio::task::yield_now().await;
+    }
+    let sent = tokio::task::spawn_blocking(move || permit.send(7));
+    let sent = tokio::time::timeout(Duration::from_secs(2), sent)
+        .await
+        .expect("Permit::send returns at once")
+        .unwrap();
+    assert!(matches!(sent, Err(ProducerError::Closed(_))), "{sent:?}");
+    let _ = closing.await;
+}

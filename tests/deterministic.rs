@@ -400,7 +400,6 @@ async fn forced_shutdown(
 /// `shutting_down` notice naming frame 10 (a race in the consumer's driver between the forced
 /// phase and the application's `Done`). Repeated, since the second is a race.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a forced shutdown tells producers that unhandled frames were handled (see the harness task's report)"]
 async fn a_forced_shutdown_never_tells_the_producer_that_unhandled_frames_were_handled() {
     for finished in [false, true] {
         for round in 0..50 {
@@ -421,7 +420,6 @@ async fn a_forced_shutdown_never_tells_the_producer_that_unhandled_frames_were_h
 /// `serve` measures it with `std::time::Instant`, so on a paused clock it fires when real time says
 /// (here at once, 100 virtual seconds after the start), not at 130 s.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: serve measures shutdown_timeout with std::time::Instant (see the harness task's report)"]
 async fn a_graceful_shutdown_is_forced_exactly_shutdown_timeout_after_it_began() {
     let clock = Clock::start();
     let c = consumer_settings().shutdown_timeout(secs(30));

@@ -352,7 +352,6 @@ async fn a_connection_closed_mid_frame_ends_the_producer_with_peer_closed_at_onc
 /// stream source waiting for its next item (a channel, a timer) is such a producer; `send_raw`
 /// should return as soon as the connection has ended.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: send_json/send_raw return only when the source yields again (see the report of the harness task)"]
 async fn a_stream_source_waiting_for_its_next_item_learns_the_connection_ended_at_once() {
     let notice = Notice::new("shutting_down", 1, 104, "the consumer is shutting down");
     let (producer, mut peer, _link) = raw_consumer(producer_settings(), &Schedule::new());

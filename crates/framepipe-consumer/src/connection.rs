@@ -35,6 +35,8 @@ pub struct Connection<M: Mode> {
     stats: Stats,
     app: Option<mpsc::UnboundedSender<AppCmd>>,
     driver: Option<JoinHandle<DriverEnd>>,
+    /// Index and offset of the first frame this stream has not yielded.
+    next: (u64, u64),
 }
 
 impl<M: Mode> fmt::Debug for Connection<M> {
@@ -64,6 +66,7 @@ impl<M: Mode> Connection<M> {
             stats,
             app: Some(app),
             driver: Some(driver),
+            next: (0, 0),
         }
     }
 
@@ -81,7 +84,7 @@ impl<M: Mode> Connection<M> {
     /// and the producer is sent a `handler_failed` notice naming `frame` and `message`. Frames
     /// read before the notice stay in the stream: drop it to discard them, or poll it to the end.
     pub fn reject(&mut self, frame: u64, offset: u64, message: &str) {
-        let notice = Notice::new(
+        self.send_notice(Notice::new(
             codes::HANDLER_FAILED,
             frame,
             offset,
@@ -89,8 +92,31 @@ impl<M: Mode> Connection<M> {
                 "the consumer's handler failed on frame {frame}, so the connection was closed; \
                  frames before it were handled, it and later ones were not: {message}"
             ),
-        );
-        if let Some(app) = &self.app {
+        ));
+    }
+
+    /// Index and byte offset of the first frame this stream has not yielded yet.
+    pub(crate) fn next_frame(&self) -> (u64, u64) {
+        self.next
+    }
+
+    /// The shutdown was forced with frame `frame` (at `offset`) not handled: the producer is told,
+    /// with a `shutting_down` notice, that the frames before it were handled and no others (SPEC §8.5.2).
+    pub(crate) fn reject_forced(&mut self, frame: u64, offset: u64) {
+        self.send_notice(Notice::new(
+            codes::SHUTTING_DOWN,
+            frame,
+            offset,
+            format!(
+                "the consumer's shutdown was forced: the frames before frame {frame} were handled, \
+                 frame {frame} and later ones were not"
+            ),
+        ));
+    }
+
+    /// The application's last word: close with `notice`. No `Done` follows.
+    fn send_notice(&mut self, notice: Notice) {
+        if let Some(app) = self.app.take() {
             let _ = app.send(AppCmd::Reject(notice));
         }
     }
@@ -99,14 +125,13 @@ impl<M: Mode> Connection<M> {
     /// the queue are dropped. Returns how many frames read from the transport were never handed
     /// out by this stream, and how many were read in all.
     pub(crate) async fn finish(mut self) -> (u64, u64) {
+        // Take what is left (never handled) so the driver, which may be waiting for room, can go
+        // on; the queue ends when the driver closes it.
         let mut left = 0;
-        if self.app.is_some() {
-            // Take what is left so the driver, which may be waiting for room, can go on.
-            while let Some(msg) = self.rx.recv().await {
-                left += u64::from(msg.is_ok());
-            }
-            self.done();
+        while let Some(msg) = self.rx.recv().await {
+            left += u64::from(msg.is_ok());
         }
+        self.done();
         let end = match self.driver.take() {
             Some(driver) => driver.await.unwrap_or_default(),
             None => DriverEnd::default(),
@@ -138,11 +163,21 @@ impl<M: Mode> Stream for Connection<M> {
         let raw = match msg {
             Ok(raw) => raw,
             Err(e) => {
+                if let Error::Frame { source, .. } = &e {
+                    if let (Some(index), Some(offset)) = (source.frame_index(), source.offset()) {
+                        let skipped = match source {
+                            framepipe_codec::Error::FrameSkipped { length, .. } => 4 + length,
+                            _ => 0,
+                        };
+                        this.next = (index + 1, offset + skipped);
+                    }
+                }
                 this.stats.add_error();
                 return Poll::Ready(Some(Err(e)));
             }
         };
         let (index, offset, wire_bytes) = (raw.frame.index, raw.frame.offset, raw.frame.wire_len());
+        this.next = (index + 1, offset + wire_bytes as u64);
         let held = Held::new(raw.memory, this.stats.handling_gauge().clone(), wire_bytes);
         match this.mode.decode(raw.frame.body, index, offset) {
             Ok(item) => {

@@ -165,6 +165,7 @@ impl<L: Listener> Consumer<L> {
             dropped: 0,
             frames_read: 0,
             sink: None,
+            grace: None,
         };
         // Counted before the driver runs, so the next accept sees it (SPEC §7.6.3).
         self.stats.connection_opened();
@@ -215,6 +216,7 @@ impl<L: Listener> Consumer<L> {
             dropped: 0,
             frames_read: 0,
             sink: None,
+            grace: None,
         };
         tokio::spawn(async move {
             driver.refuse().await;

@@ -57,6 +57,8 @@ pub(crate) struct Driver<Io> {
     pub(crate) frames_read: u64,
     /// Where input is read and thrown away while draining.
     pub(crate) sink: Option<Box<[u8]>>,
+    /// Set when the shutdown is forced: the connection ends then at the latest.
+    pub(crate) grace: Option<Instant>,
 }
 
 /// Bytes read at a time while draining (SPEC §6.3.2).
@@ -76,7 +78,14 @@ pub(crate) enum Registration {
 enum Control {
     App(Option<AppCmd>),
     Phase(Phase),
+    /// A forced shutdown's grace has passed without a word from the application.
+    GraceOver,
 }
+
+/// How long a forced shutdown waits for the application to name the first frame it did not handle,
+/// so the producer is told with a notice rather than by a close it might take for a confirmation
+/// (SPEC §8.5.2): 250 ms, which also bounds writing that notice.
+const FORCED_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -89,10 +98,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Waits for a command from the application or a change of shutdown phase.
+/// Waits for a command from the application, a change of shutdown phase, or the end of the grace
+/// a forced shutdown leaves the application to say which frames it handled (`grace`).
 async fn control(
     app: &mut Option<mpsc::UnboundedReceiver<AppCmd>>,
     phase: &mut watch::Receiver<Phase>,
+    grace: Option<Instant>,
 ) -> Control {
     let app_cmd = async {
         match app {
@@ -106,6 +117,7 @@ async fn control(
             Ok(()) => Control::Phase(*phase.borrow_and_update()),
             Err(_) => std::future::pending().await,
         },
+        () = sleep_until(grace) => Control::GraceOver,
     }
 }
 
@@ -132,8 +144,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
 
     async fn drive(&mut self) {
         let mut gauge = ReadingGauge::new(&self.stats);
-        if *self.phase.borrow_and_update() != Phase::Running {
-            self.core.shutdown(now());
+        match *self.phase.borrow_and_update() {
+            Phase::Running => {}
+            Phase::Draining => self.core.shutdown(now()),
+            Phase::Forced => self.grace = Some(now()),
         }
         loop {
             gauge.set(self.core.buffered());
@@ -191,7 +205,13 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 self.count_dropped(dropped);
                 self.tx = None;
             }
-            Control::App(None) | Control::Phase(Phase::Forced) => {
+            Control::Phase(Phase::Forced) if self.app.is_some() && self.grace.is_none() => {
+                // The application names the first frame it did not handle (a `Reject`), within
+                // the grace; the frames it had are dropped on its side (SPEC §8.5.2).
+                self.grace = Some(now() + FORCED_GRACE);
+            }
+            Control::Phase(Phase::Forced) => {}
+            Control::App(None) | Control::GraceOver => {
                 let dropped = self.core.abandon();
                 self.count_dropped(dropped);
                 return Err(Stop);
@@ -255,7 +275,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                         }
                         break;
                     }
-                    c = control(&mut self.app, &mut self.phase) => {
+                    c = control(&mut self.app, &mut self.phase, self.grace) => {
                         let stop = self.apply(c);
                         if self.tx.is_none() || stop.is_err() {
                             self.dropped += frame;
@@ -281,7 +301,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 Err(e) => self.core.handle_read_error(now(), e),
             },
             () = sleep_until(deadline) => self.core.handle_timeout(now()),
-            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
         }
         Ok(())
     }
@@ -290,7 +310,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     async fn reserve(&mut self, bytes: usize) -> Result<(), Stop> {
         tokio::select! {
             r = self.memory.acquire(bytes) => self.core.grant_memory(now(), r),
-            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
         }
         Ok(())
     }
@@ -303,7 +323,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             self.core.handle_app_done(now());
             return Ok(());
         }
-        let c = control(&mut self.app, &mut self.phase).await;
+        let c = control(&mut self.app, &mut self.phase, self.grace).await;
         self.apply(c)
     }
 
@@ -314,7 +334,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             Transmit::Bytes(bytes) => tokio::select! {
                 w = self.io.write(bytes) => Some(w),
                 () = sleep_until(deadline) => None,
-                c = control(&mut self.app, &mut self.phase) => { self.apply(c)?; return Ok(()) }
+                c = control(&mut self.app, &mut self.phase, self.grace) => { self.apply(c)?; return Ok(()) }
             },
             Transmit::Fin => {
                 tokio::select! {
@@ -323,7 +343,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                         Err(e) => self.core.handle_write_error(now(), e),
                     },
                     () = sleep_until(deadline) => self.core.handle_timeout(now()),
-                    c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+                    c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
                 }
                 return Ok(());
             }
@@ -350,7 +370,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 Err(e) => self.core.handle_read_error(now(), e),
             },
             () = sleep_until(deadline) => self.core.handle_timeout(now()),
-            c = control(&mut self.app, &mut self.phase) => self.apply(c)?,
+            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
         }
         Ok(())
     }
@@ -386,6 +406,7 @@ mod size_probe {
                 dropped: 0,
                 frames_read: 0,
                 sink: None,
+                grace: None,
             };
             let fut = d.run();
             eprintln!("driver future: {} bytes", std::mem::size_of_val(&fut));

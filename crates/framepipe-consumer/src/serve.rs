@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -86,11 +86,12 @@ impl<L: Listener> Consumer<L> {
         let mut reports = Vec::new();
         let mut accepted = 0u64;
         let mut listening = true;
-        let mut shutdown_began: Option<Instant> = None;
+        // Tokio's clock, so that `shutdown_timeout` follows a paused clock in tests (SPEC §8.1.2).
+        let mut shutdown_began: Option<tokio::time::Instant> = None;
         loop {
             let now_phase = *phase.borrow_and_update();
             if now_phase != Phase::Running && shutdown_began.is_none() {
-                shutdown_began = Some(Instant::now());
+                shutdown_began = Some(tokio::time::Instant::now());
                 tracing::info!(
                     open = tasks.len(),
                     "shutting down: no new connections; finishing the frames already read"
@@ -170,9 +171,9 @@ impl<L: Listener> Consumer<L> {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
+async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -201,6 +202,8 @@ where
             biased;
             () = forced(&mut phase) => {
                 report.forced = true;
+                let (frame, offset) = conn.next_frame();
+                conn.reject_forced(frame, offset);
                 break;
             }
             next = conn.next() => next,
@@ -221,6 +224,7 @@ where
             () = forced(&mut phase) => {
                 report.unhandled += 1;
                 report.forced = true;
+                conn.reject_forced(frame, offset);
                 break;
             }
             handled = AssertUnwindSafe(async {

@@ -176,8 +176,15 @@ where
                 Ok(())
             }
         };
-        let (produced, sent) = tokio::join!(produce, driver);
-        finish(produced, sent)
+        // The driver may end first (the consumer went away) while the source waits for its next
+        // item: the stream then ends at once, without waiting for the source (SPEC §6.2.6).
+        let mut produce = std::pin::pin!(produce);
+        let mut driver = std::pin::pin!(driver);
+        tokio::select! {
+            biased;
+            produced = &mut produce => finish(produced, driver.await),
+            sent = &mut driver => finish(Ok(()), sent),
+        }
     }
 
     /// A handle for sending typed items as they come (SPEC §6.7). The connection's driver runs in a
