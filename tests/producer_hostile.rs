@@ -10,8 +10,7 @@
 //! binary. The figures are printed (`--nocapture`) and appear in every assertion message.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Shutdown, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -41,13 +40,8 @@ const ENDLESS: u64 = 100_000;
 const SHORT: u64 = 2;
 /// The reference frame on the wire (header and body).
 const REFERENCE_WIRE: usize = include_bytes!("../fixtures/seed-frame-50.bin").len();
-/// `SO_RCVBUF` requested by the peers that stop reading (the kernel doubles it), so the producer's
-/// writes stop soon.
-const PEER_RCVBUF: libc::c_int = 16 * 1024;
 /// Most a child may take, however loaded the machine; a hang fails instead of blocking the suite.
 const CHILD_LIMIT: Duration = Duration::from_secs(40);
-/// How long a peer holds its socket at most.
-const PEER_LIMIT: Duration = Duration::from_secs(60);
 /// Most noise the noisy peer sends (in 1 MiB writes), unless the producer goes away first.
 const NOISE_LIMIT: usize = 64 * 1024 * 1024;
 /// The answer of an HTTP server to bytes it cannot parse.
@@ -313,103 +307,8 @@ fn check_error(outcome: &Outcome, expected: &str, peer: SocketAddr, figures: &st
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// The hostile peers.
-// ---------------------------------------------------------------------------------------------
-
-/// A listener on a free loopback port whose accepted sockets have a small receive buffer.
-fn listener(small_rcvbuf: bool) -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    if small_rcvbuf {
-        // Inherited by accepted sockets; set before any SYN arrives, so the window matches.
-        set_int(&listener, libc::SOL_SOCKET, libc::SO_RCVBUF, PEER_RCVBUF);
-    }
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-fn set_int(socket: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-    // SAFETY: `value` outlives the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt: {}", io::Error::last_os_error());
-}
-
-/// Closes `stream` with a reset (`SO_LINGER` 0), as a crashing peer would.
-fn reset(stream: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` outlives the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt: {}", io::Error::last_os_error());
-    drop(stream);
-}
-
-/// A peer that accepts one connection, does `then` with it and returns its result, running on a
-/// thread; `done` tells it the child has ended, for peers that hold their socket until then.
-struct Peer<T> {
-    addr: SocketAddr,
-    done: mpsc::Sender<()>,
-    thread: JoinHandle<io::Result<T>>,
-}
-
-impl<T: Send + 'static> Peer<T> {
-    fn spawn(
-        small_rcvbuf: bool,
-        then: impl FnOnce(TcpStream, &mpsc::Receiver<()>) -> io::Result<T> + Send + 'static,
-    ) -> Self {
-        let (listener, addr) = listener(small_rcvbuf);
-        let (done, until) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            let (stream, _) = listener.accept()?;
-            then(stream, &until)
-        });
-        Peer { addr, done, thread }
-    }
-
-    fn finish(self) -> T {
-        let _ = self.done.send(());
-        self.thread
-            .join()
-            .expect("the peer did not panic")
-            .expect("the peer's I/O succeeded")
-    }
-}
-
-/// Holds `stream` without reading until the child has ended.
-fn hold(stream: TcpStream, until: &mpsc::Receiver<()>) -> io::Result<()> {
-    let _ = until.recv_timeout(PEER_LIMIT);
-    drop(stream);
-    Ok(())
-}
-
-/// xorshift64*: noise without a dependency.
-fn noise(state: &mut u64, out: &mut [u8]) {
-    for chunk in out.chunks_mut(8) {
-        *state ^= *state >> 12;
-        *state ^= *state << 25;
-        *state ^= *state >> 27;
-        let word = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
-    }
-}
+mod producer_hostile_support;
+use producer_hostile_support::*;
 
 // ---------------------------------------------------------------------------------------------
 // The scenarios.
