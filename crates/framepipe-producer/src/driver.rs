@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::error::Progress;
-use crate::queue::{Pop, SendQueue};
+use crate::queue::SendQueue;
 use crate::stats::{Report, Stats};
 use crate::Error;
 
@@ -68,32 +68,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Moves frames from the queue into the core while it has room (SPEC §6.2.2).
     fn take_frames(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        if let Some(at) = self.queue.take_linger() {
-            if let Some(linger) = self.queue.linger() {
-                self.core.start_linger(at + linger);
-                progress = true;
-            }
+        if self.finished {
+            return false;
         }
-        if let Some(deadline) = self.queue.take_deadline(cx.waker()) {
-            self.core.set_deadline(now(), deadline);
-            progress = true;
+        let now = now();
+        let core = &mut self.core;
+        let taken = self.queue.take(cx, core.wants_frames(), |frame| {
+            core.push_frame(now, frame);
+            core.wants_frames()
+        });
+        if let (Some(at), Some(linger)) = (taken.linger_from, self.queue.linger()) {
+            self.core.start_linger(at + linger);
         }
-        while !self.finished && self.core.wants_frames() {
-            match self.queue.poll_pop(cx) {
-                Poll::Ready(Pop::Frame(frame)) => {
-                    self.core.push_frame(now(), frame);
-                    progress = true;
-                }
-                Poll::Ready(Pop::Finished) => {
-                    self.finished = true;
-                    self.core.finish(now());
-                    progress = true;
-                }
-                Poll::Ready(Pop::Empty) | Poll::Pending => break,
-            }
+        if let Some(deadline) = taken.deadline {
+            self.core.set_deadline(now, deadline);
         }
-        progress
+        if taken.finished {
+            self.finished = true;
+            self.core.finish(now);
+        }
+        taken.frames > 0
+            || taken.finished
+            || taken.linger_from.is_some()
+            || taken.deadline.is_some()
     }
 
     /// Writes what the core gathers: one vectored write, or FIN.

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Instant;
 
 use framepipe_proto::producer::OutFrame;
@@ -62,6 +62,8 @@ struct State {
     deadline: Option<Instant>,
     /// The connection has ended.
     failed: bool,
+    /// Tasks waiting in `grant`: room is announced only when someone waits.
+    waiting: usize,
     /// Items and frames accepted so far.
     items: u64,
     accepted: u64,
@@ -71,14 +73,26 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Grant(usize);
 
-/// What the driver finds in the queue.
-#[derive(Debug)]
-pub(crate) enum Pop {
-    Frame(OutFrame),
-    /// Nothing now; the driver is woken when a frame comes.
-    Empty,
+/// Counts a task waiting in `grant`, until it stops (returns or is cancelled).
+struct Waiting<'a>(&'a SendQueue);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
+    }
+}
+
+/// What the driver found in the queue on one visit ([`SendQueue::take`]).
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// Frames handed to the driver.
+    pub(crate) frames: usize,
     /// Closed and empty: no frame will come.
-    Finished,
+    pub(crate) finished: bool,
+    /// A batch opened at this instant since the last visit: its linger starts.
+    pub(crate) linger_from: Option<Instant>,
+    /// The application's close deadline, newly set.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl SendQueue {
@@ -103,6 +117,7 @@ impl SendQueue {
                 linger_from: None,
                 deadline: None,
                 failed: false,
+                waiting: 0,
                 items: 0,
                 accepted: 0,
             }),
@@ -163,6 +178,8 @@ impl SendQueue {
                 return granted.map(|g| g.expect("not None"));
             }
             waiting_since.get_or_insert_with(Instant::now);
+            self.lock().waiting += 1;
+            let _waiting = Waiting(self);
             notified.await;
         }
     }
@@ -282,36 +299,46 @@ impl SendQueue {
         s.frames.push_back(frame);
     }
 
-    /// The driver takes the next frame, or registers to be woken.
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Pop> {
+    /// The driver's one visit to the queue per pass, under one lock: frames while the driver wants
+    /// them (`wants` now; then `take` returns whether it wants another), the linger and deadline
+    /// news, and, when the queue is empty, its waker to be woken by the next frame or the close.
+    pub(crate) fn take(
+        &self,
+        cx: &mut Context<'_>,
+        wants: bool,
+        mut take: impl FnMut(OutFrame) -> bool,
+    ) -> Taken {
+        let mut taken = Taken::default();
         let mut s = self.lock();
-        if let Some(frame) = s.frames.pop_front() {
+        taken.linger_from = s.linger_from.take();
+        taken.deadline = s.deadline.take();
+        if !s.closer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.closer = Some(cx.waker().clone());
+        }
+        let mut wants = wants;
+        while wants {
+            let Some(frame) = s.frames.pop_front() else {
+                break;
+            };
             let len = frame.wire_len();
             s.frames_bytes -= len;
             self.stats.queue_gauge().remove(len);
-            drop(s);
+            taken.frames += 1;
+            wants = take(frame);
+        }
+        if wants && s.frames.is_empty() {
+            if s.closed.is_some() && s.batch_bytes == 0 {
+                taken.finished = true;
+            } else if !s.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.driver = Some(cx.waker().clone());
+            }
+        }
+        let waiting = s.waiting > 0;
+        drop(s);
+        if taken.frames > 0 && waiting {
             self.room.notify_waiters();
-            return Poll::Ready(Pop::Frame(frame));
         }
-        if s.closed.is_some() && s.batch_bytes == 0 {
-            return Poll::Ready(Pop::Finished);
-        }
-        s.driver = Some(cx.waker().clone());
-        Poll::Ready(Pop::Empty)
-    }
-
-    /// The batch opened since the last call, if any: when it opened.
-    pub(crate) fn take_linger(&self) -> Option<Instant> {
-        self.lock().linger_from.take()
-    }
-
-    /// The application's close deadline, if newly set; until one is, `close` wakes `waker`.
-    pub(crate) fn take_deadline(&self, waker: &Waker) -> Option<Instant> {
-        let mut s = self.lock();
-        if !s.closer.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            s.closer = Some(waker.clone());
-        }
-        s.deadline.take()
+        taken
     }
 
     /// The batch's linger is over: it becomes a frame now.
