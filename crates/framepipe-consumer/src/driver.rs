@@ -7,6 +7,7 @@ use framepipe_codec::Notice;
 use framepipe_flow::queue::Sender;
 use framepipe_flow::{MemoryPool, PeerAddr};
 use framepipe_proto::consumer::{ConsumerConn, Event, InFrame, ReadOp, State, Transmit};
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -184,6 +185,15 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         }
     }
 
+    /// The application dropped its end of the queue: `frame` (0 or 1) being sent and the frames
+    /// the core still holds are dropped, and the connection ends.
+    fn app_gone(&mut self, frame: u64) -> Result<(), Stop> {
+        self.dropped += frame;
+        let dropped = self.core.abandon();
+        self.count_dropped(dropped);
+        Err(Stop)
+    }
+
     /// Counts frames the core dropped without handing them on (they were read in full).
     fn count_dropped(&mut self, frames: u64) {
         self.dropped += frames;
@@ -263,15 +273,18 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             };
             let send = tx.send(msg, bytes);
             tokio::pin!(send);
+            // The usual case, room in the queue, needs no wait on the controls.
+            if let Some(sent) = (&mut send).now_or_never() {
+                if sent.is_err() {
+                    return self.app_gone(frame);
+                }
+                continue;
+            }
             loop {
                 tokio::select! {
                     sent = &mut send => {
                         if sent.is_err() {
-                            // The application dropped its end.
-                            self.dropped += frame;
-                            let dropped = self.core.abandon();
-                            self.count_dropped(dropped);
-                            return Err(Stop);
+                            return self.app_gone(frame);
                         }
                         break;
                     }

@@ -162,6 +162,10 @@ impl SendQueue {
     /// Waits while the queue holds its budget; holds nothing meanwhile. Cancelling the wait loses
     /// nothing.
     pub(crate) async fn grant(&self) -> Result<Grant, Error> {
+        // The usual case, room now, costs one lock and no registration with `room`.
+        if let Some(grant) = self.try_grant()? {
+            return Ok(grant);
+        }
         let mut waiting_since = None;
         loop {
             let notified = self.room.notified();
