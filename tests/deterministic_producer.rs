@@ -11,7 +11,7 @@ use bytes::Bytes;
 use framepipe::codec::Notice;
 use framepipe::producer::Error;
 use framepipe::proto::producer::REPLY_GRACE;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use harness::{
     at_once, bodies, body, consumer_settings, now_all, one_at_a_time, paced, pair,
     producer_settings, raw_consumer, send_then_wait, Clock, Cut, Dir, Pair, Recorder, Schedule,
@@ -372,4 +372,39 @@ async fn a_stream_source_waiting_for_its_next_item_learns_the_connection_ended_a
     );
     let err = sent.unwrap().expect_err("rejected");
     assert_eq!(err.code(), "shutting_down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_failing_between_two_samples_still_reports_its_peak_in_flight() {
+    // SPEC §5.3.5: the sampler ticks once an hour here; the consumer reads nothing and closes its
+    // end at 1 s, with most of the 100 frames still queued. The peak in flight counts them.
+    let p = producer_settings().sample_interval(Duration::from_secs(3600));
+    let (producer, mut peer, _link) = raw_consumer(p, &Schedule::new().capacity(1024));
+    let stats = producer.stats();
+    let consumer = tokio::spawn(async move {
+        tokio::time::sleep(secs(1)).await;
+        peer.finish().await.unwrap();
+    });
+    // The frames come after the sampler's first tick (at once, on its start).
+    let later = futures::stream::once(tokio::time::sleep(ms(10)))
+        .flat_map(|()| futures::stream::iter(bodies(100, 1000)));
+    let err = producer
+        .send_raw(later)
+        .await
+        .expect_err("the consumer closed");
+    consumer.await.unwrap();
+    assert!(err.never_sent() >= 80, "{err}");
+    let snap = stats.snapshot();
+    assert_eq!(
+        snap.flow.in_flight_bytes, 0,
+        "nothing is held after the end"
+    );
+    // What was accepted and not written was held when it ended (the socket is unprobed here).
+    let held = snap.bytes_encoded - snap.bytes_written;
+    assert!(held > 80 * WIRE, "{snap:?}");
+    assert!(
+        snap.flow.peak_in_flight_bytes as u64 >= held,
+        "peak in flight {} B, {held} B accepted and not written",
+        snap.flow.peak_in_flight_bytes
+    );
 }

@@ -185,6 +185,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             Event::Closed { confirmed } => Ok(confirmed),
             Event::Failed { error, reset } => Err((error, reset)),
         };
+        // The peaks are the sampler's; a connection that ends between two samples (a failure in
+        // its first milliseconds) records what it holds now, before the queue is emptied (§5.3).
+        self.stats.monitor().record();
         // Frames still queued (and a batch being gathered) will never be sent; the senders learn
         // the queue is closed. Done first, so the counts below include them.
         self.queue.fail();
