@@ -92,8 +92,9 @@ impl<L: Listener> Consumer<L> {
             let now_phase = *phase.borrow_and_update();
             if now_phase != Phase::Running && shutdown_began.is_none() {
                 shutdown_began = Some(tokio::time::Instant::now());
+                // Open now: a connection that saw the shutdown first may have closed already.
                 tracing::info!(
-                    open = tasks.len(),
+                    open = self.stats.open_connections(),
                     "shutting down: no new connections; finishing the frames already read"
                 );
             }
