@@ -113,6 +113,17 @@ pub enum Error {
         received: u64,
     },
 
+    /// A control frame of a session stream is malformed (SPEC §9.5): an unknown kind, a payload over
+    /// `MAX_CONTROL_LENGTH` or shorter than its layout, a hello without the magic, an unsupported
+    /// version, or a notice that is not one. Fatal.
+    #[error("bad control frame at byte {offset}: {what}")]
+    BadControl {
+        /// Byte offset of the control frame's header in the stream.
+        offset: u64,
+        /// What is wrong, with the bytes concerned shown escaped.
+        what: String,
+    },
+
     /// Typed mode received a zero-length frame, which holds no JSON value (SPEC §3.2). Frame-local.
     #[error(
         "frame {frame} at byte {offset} is empty, which is not a JSON value \
@@ -210,6 +221,7 @@ impl Error {
             Error::NotFramepipe { .. } => "not_framepipe",
             Error::FrameSkipped { .. } => "frame_skipped",
             Error::Truncated { .. } => "truncated",
+            Error::BadControl { .. } => "bad_control",
             Error::EmptyFrame { .. } => "empty_frame",
             Error::InvalidJson { .. } => "invalid_json",
             Error::UnexpectedJson { .. } => "unexpected_json",
@@ -229,7 +241,10 @@ impl Error {
             | Error::InvalidJson { frame, .. }
             | Error::UnexpectedJson { frame, .. } => Some(frame),
             Error::NotFramepipe { .. } => Some(0),
-            Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
+            Error::BadControl { .. }
+            | Error::BodyTooLarge { .. }
+            | Error::Serialize(_)
+            | Error::Io(_) => None,
         }
     }
 
@@ -243,6 +258,7 @@ impl Error {
             | Error::InvalidJson { offset, .. }
             | Error::UnexpectedJson { offset, .. } => Some(offset),
             Error::NotFramepipe { .. } => Some(0),
+            Error::BadControl { offset, .. } => Some(offset),
             Error::BodyTooLarge { .. } | Error::Serialize(_) | Error::Io(_) => None,
         }
     }

@@ -310,6 +310,18 @@ impl Framer {
     }
 
     /// Completes a frame whose body the caller has taken off the front of the buffer.
+    /// Counts `bytes` of the stream that were not a frame (a session's control frame, SPEC §9.1.4)
+    /// as consumed, at a frame boundary: offsets stay true, frame indices do not move.
+    pub(crate) fn consume_between_frames(&mut self, bytes: usize) {
+        debug_assert!(matches!(self.state, State::Head));
+        self.consumed += bytes as u64;
+    }
+
+    /// `true` at a frame boundary: no header read whose body is still awaited or being skipped.
+    pub(crate) fn at_boundary(&self) -> bool {
+        matches!(self.state, State::Head)
+    }
+
     fn finish(&mut self, meta: FrameMeta) {
         debug_assert!(matches!(self.state, State::Body(m) if m == meta));
         self.consumed += meta.len as u64;

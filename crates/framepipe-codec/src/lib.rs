@@ -28,6 +28,8 @@
 //! - [`Notice`]: the rejection notice a consumer may send back, and [`Notice::read`], the one rule
 //!   for reading it (SPEC §6.3).
 //! - [`escape_preview`]: how bytes from the wire are shown in messages.
+//! - [`session`]: the bytes of session mode (SPEC §9): control frames between data frames, and the
+//!   [`SessionFramer`](session::SessionFramer) that reads them.
 //!
 //! Untrusted lengths are checked against `max_frame_length` before anything is reserved, and the read
 //! buffer grows with the bytes that actually arrive: a peer that announces 4 GiB and sends 10 bytes
@@ -69,6 +71,7 @@ mod notice;
 mod policy;
 mod raw;
 mod read_policy;
+pub mod session;
 
 pub use builder::Builder;
 pub use error::{Error, FramePart};

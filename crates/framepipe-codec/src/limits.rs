@@ -30,3 +30,12 @@ pub const DEFAULT_RETAINED_CAPACITY: usize = 256 * 1024;
 /// bytes already received keeps the read buffer within `2 × received + 8 KiB` while still needing only
 /// a logarithmic number of reallocations for a large frame.
 pub const RESERVE_STEP: usize = 8 * 1024;
+
+/// Largest payload of a session control frame: 4 KiB (SPEC §9.1.2). Checked from the control frame's
+/// 4 header bytes, before its payload is awaited; it bounds what one control frame holds in a read
+/// buffer.
+pub const MAX_CONTROL_LENGTH: u32 = 4096;
+
+/// Largest data frame body in a session stream: 2^31 − 1 bytes (SPEC §9.1.1), since a header with
+/// its top bit set is a control frame. A session reader given a larger `max_frame_length` uses this.
+pub const SESSION_MAX_FRAME_LENGTH: u32 = 0x7FFF_FFFF;

@@ -109,8 +109,14 @@ impl Notice {
         out
     }
 
-    fn body(&self) -> Vec<u8> {
+    /// The notice's body: compact JSON.
+    pub(crate) fn body(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a Notice always serializes")
+    }
+
+    /// The notice a whole body holds, by the rule of [`Notice::read`], if it is one.
+    pub(crate) fn from_body(body: &[u8]) -> Option<Notice> {
+        parse_json_body::<Notice>(body, 0, 0).ok()
     }
 
     /// Decides what `bytes`, the first bytes a consumer sent back, are (SPEC §6.3.3, §6.3.4). The
@@ -145,9 +151,9 @@ impl Notice {
         let Some(body) = bytes.get(HEADER_LEN..HEADER_LEN + len as usize) else {
             return NoticeRead::Incomplete;
         };
-        match parse_json_body::<Notice>(body, 0, 0) {
-            Ok(notice) => NoticeRead::Notice(notice),
-            Err(_) => NoticeRead::NotNotice,
+        match Notice::from_body(body) {
+            Some(notice) => NoticeRead::Notice(notice),
+            None => NoticeRead::NotNotice,
         }
     }
 
