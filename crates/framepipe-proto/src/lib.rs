@@ -12,6 +12,7 @@
 //!   graceful shutdown and the close sequence of one accepted connection (SPEC §8.3).
 //! - [`producer::ProducerConn`]: the write batch, stalls, the consumer's reply, FIN and the wait for
 //!   the consumer's close of one producer connection (SPEC §8.4).
+//! - [`backoff::Backoff`]: the delays between a session's reconnect attempts (SPEC §10.1).
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -52,6 +53,7 @@
     unreachable_pub
 )]
 
+pub mod backoff;
 pub mod codes;
 pub mod consumer;
 mod error;
