@@ -78,6 +78,24 @@ pub enum Error {
         after: Duration,
     },
 
+    /// Session producer: the consumer named a sequence number outside what this side holds (SPEC
+    /// §10.2): an ack beyond the frames accepted, or a resume point before the oldest frame retained
+    /// (frames it had already acknowledged) or beyond the frames accepted.
+    #[error(
+        "the consumer's {what} names frame {next}, but this producer retains frames {first}..{accepted} \
+         (frames before {first} were acknowledged; none from {accepted} on were accepted yet)"
+    )]
+    OutOfSequence {
+        /// `"ack"` or `"resume"`.
+        what: &'static str,
+        /// The sequence number the consumer sent.
+        next: u64,
+        /// The oldest frame retained.
+        first: u64,
+        /// One past the last frame accepted.
+        accepted: u64,
+    },
+
     /// Reading or writing the transport failed.
     #[error("{0}")]
     Io(io::Error),
@@ -86,7 +104,7 @@ pub enum Error {
 impl Error {
     /// A short stable name, as sent in a notice (SPEC §6.3): the codec's code for frame errors, else
     /// `idle_timeout`, `frame_timeout`, the notice's own code for `Rejected`, `peer_closed`,
-    /// `stalled`, `unexpected_reply`, `deadline` or `io`.
+    /// `stalled`, `unexpected_reply`, `deadline`, `out_of_sequence` or `io`.
     pub fn code(&self) -> &str {
         match self {
             Error::Frame(e) => e.code(),
@@ -97,6 +115,7 @@ impl Error {
             Error::Stalled { .. } => "stalled",
             Error::UnexpectedReply { .. } => "unexpected_reply",
             Error::Deadline { .. } => "deadline",
+            Error::OutOfSequence { .. } => "out_of_sequence",
             Error::Io(_) => "io",
         }
     }

@@ -13,6 +13,8 @@
 //! - [`producer::ProducerConn`]: the write batch, stalls, the consumer's reply, FIN and the wait for
 //!   the consumer's close of one producer connection (SPEC §8.4).
 //! - [`backoff::Backoff`]: the delays between a session's reconnect attempts (SPEC §10.1).
+//! - [`retention::Retention`]: a session producer's unacknowledged frames, which are its byte budget
+//!   (SPEC §10.2).
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -59,6 +61,7 @@ pub mod consumer;
 mod error;
 pub mod producer;
 mod read_buffer;
+pub mod retention;
 mod timer;
 
 pub use error::Error;
