@@ -21,6 +21,8 @@
 //!   (checked JSON, as `Bytes`) or [`Json<T>`] (parsed).
 //! - [`SlowDown`]: fixed delay, frames/s or bytes/s, jitter, stalls.
 //! - [`Stats`]: live counters, stage gauges, socket queues and RSS; [`Report`] at the end.
+//! - [`SessionStore`] and [`FileStore`]: a session's position kept across restarts (SPEC §10.3;
+//!   sessions themselves are not served yet).
 //!
 //! Bad input never takes down more than its connection: a frame-local error drops one frame, a fatal
 //! one closes the connection after telling the producer why (SPEC.md §6.3); other connections go on.
@@ -43,6 +45,7 @@ mod handler;
 mod listener;
 mod mode;
 mod serve;
+mod session_store;
 mod shutdown;
 mod slow;
 mod stats;
@@ -61,6 +64,7 @@ pub use framepipe_flow::{PeerAddr, DEFAULT_SAMPLE_INTERVAL};
 pub use handler::{BoxError, Handler, HandlerResult, OnHandlerError};
 pub use listener::{Accepted, Incoming, Listener};
 pub use mode::{Json, Mode, Raw, Validate};
+pub use session_store::{FileStore, SessionStore};
 pub use shutdown::Shutdown;
 pub use slow::SlowDown;
 pub use stats::{ConnectionReport, Report, ShutdownReport, Snapshot, Stats};
