@@ -64,6 +64,9 @@ impl Default for Builder {
         Builder {
             core: ConsumerConfig {
                 spare_bytes: queue.get_max_bytes(),
+                // Sessions (SPEC §9–§10) are not served by this crate's driver yet: every stream
+                // is read as a plain one, as before.
+                sessions: None,
                 ..ConsumerConfig::default()
             },
             queue,

@@ -159,6 +159,17 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 ReadOp::Read { .. } => self.read().await,
                 ReadOp::Reserve { bytes } => self.reserve(bytes).await,
                 ReadOp::AwaitApp => self.await_app().await,
+                ReadOp::Handshake => {
+                    // Unreachable while the builder offers no sessions; refused cleanly if it did.
+                    let notice = Notice::new(
+                        "session_unsupported",
+                        0,
+                        0,
+                        "this consumer reads plain streams only",
+                    );
+                    self.core.reject(now(), notice);
+                    Ok(())
+                }
                 ReadOp::Transmit => self.transmit().await,
                 ReadOp::Discard => self.discard().await,
                 ReadOp::Close => break,
@@ -240,11 +251,15 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     /// shutdown or an application gone drop the frame.
     async fn deliver(&mut self) -> Result<(), Stop> {
         while let Some(event) = self.core.poll_event() {
+            if matches!(event, Event::Hello(_)) {
+                continue; // answered at ReadOp::Handshake
+            }
             // Counted here, not from the framer: a frame whose header was read but whose body never
             // arrived in full (cut short by a forced shutdown or a rejection) was not read (SPEC §7.5).
             let frame_read = match &event {
                 Event::Frame(_) | Event::FrameError(_) => true,
                 Event::Failed(e) => matches!(e, framepipe_proto::Error::Frame(_)),
+                Event::Hello(_) => false,
             };
             self.frames_read += u64::from(frame_read);
             let (msg, bytes) = match event {
@@ -265,6 +280,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                     0,
                 ),
                 Event::Failed(e) => (Err(Error::from_core(&self.peer, e)), 0),
+                Event::Hello(_) => continue,
             };
             let frame = u64::from(msg.is_ok());
             let Some(tx) = self.tx.clone() else {

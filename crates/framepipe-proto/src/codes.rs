@@ -10,3 +10,7 @@ pub const HANDLER_FAILED: &str = "handler_failed";
 
 /// The consumer had `max_open_connections` open and refused this one (SPEC §7.6.3).
 pub const CONNECTION_LIMIT: &str = "connection_limit";
+
+/// The consumer's session table is full and every session in it has a connection, so a new session
+/// was refused (SPEC §10.8). Worth retrying later.
+pub const SESSION_LIMIT: &str = "session_limit";

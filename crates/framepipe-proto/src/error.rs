@@ -96,6 +96,46 @@ pub enum Error {
         accepted: u64,
     },
 
+    /// Session, either side: nothing at all (no frame, ack or heartbeat) arrived from the peer for
+    /// `silent`, three heartbeat intervals (SPEC §10.6): the peer is declared stuck or gone.
+    #[error(
+        "nothing arrived from the peer for {:.1} s, not even a heartbeat: it is stuck or gone",
+        silent.as_secs_f64()
+    )]
+    Unresponsive {
+        /// How long nothing arrived.
+        silent: Duration,
+    },
+
+    /// Session, either side: the peer's handshake or goodbye does not fit this session (SPEC §10.4,
+    /// §10.7): another protocol version, a welcome for another session, a goodbye that disagrees
+    /// with the frames received.
+    #[error("the peer's {what}")]
+    SessionMismatch {
+        /// What does not fit, with the figures.
+        what: String,
+    },
+
+    /// Session producer: no connection could be made, or resumed, for `reconnect_timeout`
+    /// (SPEC §10.1). Says what became of every frame accepted.
+    #[error(
+        "gave up reconnecting after {:.1} s and {attempts} attempts: {delivered} frames delivered \
+         (acknowledged), {unacked} sent but not acknowledged, {never_sent} never sent",
+        after.as_secs_f64()
+    )]
+    ReconnectTimeout {
+        /// Time since the session last had a connection.
+        after: Duration,
+        /// Attempts made in that time.
+        attempts: u32,
+        /// Frames the consumer acknowledged: handled.
+        delivered: u64,
+        /// Frames written at least once and not acknowledged: they may or may not have been handled.
+        unacked: u64,
+        /// Frames accepted and never written.
+        never_sent: u64,
+    },
+
     /// Reading or writing the transport failed.
     #[error("{0}")]
     Io(io::Error),
@@ -104,7 +144,8 @@ pub enum Error {
 impl Error {
     /// A short stable name, as sent in a notice (SPEC §6.3): the codec's code for frame errors, else
     /// `idle_timeout`, `frame_timeout`, the notice's own code for `Rejected`, `peer_closed`,
-    /// `stalled`, `unexpected_reply`, `deadline`, `out_of_sequence` or `io`.
+    /// `stalled`, `unexpected_reply`, `deadline`, `out_of_sequence`, `unresponsive`,
+    /// `session_mismatch`, `reconnect_timeout` or `io`.
     pub fn code(&self) -> &str {
         match self {
             Error::Frame(e) => e.code(),
@@ -116,6 +157,9 @@ impl Error {
             Error::UnexpectedReply { .. } => "unexpected_reply",
             Error::Deadline { .. } => "deadline",
             Error::OutOfSequence { .. } => "out_of_sequence",
+            Error::Unresponsive { .. } => "unresponsive",
+            Error::SessionMismatch { .. } => "session_mismatch",
+            Error::ReconnectTimeout { .. } => "reconnect_timeout",
             Error::Io(_) => "io",
         }
     }
@@ -126,7 +170,11 @@ impl Error {
     pub fn notice(&self) -> Option<Notice> {
         match self {
             Error::Frame(e) => Some(Notice::from_error(e)),
-            Error::IdleTimeout { .. } => Some(Notice::new(self.code(), 0, 0, self.to_string())),
+            Error::IdleTimeout { .. }
+            | Error::Unresponsive { .. }
+            | Error::SessionMismatch { .. } => {
+                Some(Notice::new(self.code(), 0, 0, self.to_string()))
+            }
             Error::FrameTimeout { frame, .. } => {
                 Some(Notice::new(self.code(), *frame, 0, self.to_string()))
             }

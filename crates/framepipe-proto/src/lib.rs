@@ -62,6 +62,7 @@ mod error;
 pub mod producer;
 mod read_buffer;
 pub mod retention;
+pub mod session;
 mod timer;
 
 pub use error::Error;

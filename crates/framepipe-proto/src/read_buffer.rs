@@ -98,6 +98,11 @@ impl ReadBuffer {
         &mut self.buf
     }
 
+    /// The bytes read and not yet split off.
+    pub(crate) fn bytes(&self) -> &BytesMut {
+        &self.buf
+    }
+
     /// Bytes read and not yet split off.
     pub(crate) fn len(&self) -> usize {
         self.buf.len()

@@ -2,8 +2,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-
+use crate::producer::OutFrame;
 use crate::Error;
 
 /// What an ack or a resume released.
@@ -20,17 +19,19 @@ pub struct Released {
 /// accepted and given back when the consumer's ack covers it, not when it is written, so the
 /// acknowledgements carry the backpressure.
 ///
-/// Holds each frame's wire bytes (header and body) as [`Bytes`]: sending it again costs a reference
-/// count, not a copy. Memory: at most `budget` bytes of frames, or one frame when a single frame is
+/// Holds each frame as the [`OutFrame`] that was written (header and body, the body a shared
+/// `Bytes`): sending it again costs a reference count, not a copy. Memory: at most `budget` bytes of frames, or one frame when a single frame is
 /// larger than the budget (it is accepted alone).
 ///
 /// ```
 /// use bytes::Bytes;
+/// use framepipe_proto::producer::OutFrame;
 /// use framepipe_proto::retention::{Released, Retention};
 ///
+/// let frame = OutFrame::framed(Bytes::from_static(&[0; 40])); // 40 bytes on the wire
 /// let mut r = Retention::new(100, 0);
-/// assert_eq!(r.push(Bytes::from_static(&[0; 40])), 0);
-/// assert_eq!(r.push(Bytes::from_static(&[0; 40])), 1);
+/// assert_eq!(r.push(frame.clone()), 0);
+/// assert_eq!(r.push(frame), 1);
 /// assert!(!r.has_room(40)); // 80 + 40 > 100: the producer waits for an ack
 /// assert_eq!(r.ack(1)?, Released { frames: 1, bytes: 40 }); // frame 0 was handled
 /// assert!(r.has_room(40));
@@ -41,7 +42,7 @@ pub struct Released {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Retention {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<OutFrame>,
     /// Sequence number of `frames[0]`, or of the next frame when empty.
     first: u64,
     bytes: usize,
@@ -68,8 +69,8 @@ impl Retention {
     /// Retains `frame` (its wire bytes) and returns its sequence number. The caller checks
     /// [`has_room`](Self::has_room) first; retaining without room overruns the budget (and is
     /// reported by [`bytes`](Self::bytes)), never refused.
-    pub fn push(&mut self, frame: Bytes) -> u64 {
-        self.bytes += frame.len();
+    pub fn push(&mut self, frame: OutFrame) -> u64 {
+        self.bytes += frame.wire_len();
         self.frames.push_back(frame);
         self.next() - 1
     }
@@ -96,8 +97,15 @@ impl Retention {
     }
 
     /// The frames retained, oldest first, with their sequence numbers.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Bytes)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &OutFrame)> + '_ {
         (self.first..).zip(self.frames.iter())
+    }
+
+    /// The frames from sequence number `seq` on, oldest first (all of them if `seq` is before the
+    /// oldest, none if it is past the newest).
+    pub fn from_seq(&self, seq: u64) -> std::collections::vec_deque::Iter<'_, OutFrame> {
+        let skip = seq.saturating_sub(self.first).min(self.frames.len() as u64);
+        self.frames.range(skip as usize..)
     }
 
     /// Sequence number of the oldest frame retained (or of the next frame, when none is).
@@ -138,9 +146,9 @@ impl Retention {
         while self.first < next {
             let frame = self.frames.pop_front().expect("next <= self.next()");
             self.first += 1;
-            self.bytes -= frame.len();
+            self.bytes -= frame.wire_len();
             released.frames += 1;
-            released.bytes += frame.len();
+            released.bytes += frame.wire_len();
         }
         Ok(released)
     }
@@ -161,8 +169,9 @@ mod tests {
 
     use super::*;
 
-    fn frame(len: usize) -> Bytes {
-        Bytes::from(vec![7u8; len])
+    /// A frame of `len` (at least 4) bytes on the wire.
+    fn frame(len: usize) -> OutFrame {
+        OutFrame::with_header([0; 4], bytes::Bytes::from(vec![7u8; len - 4]))
     }
 
     #[test]
@@ -249,7 +258,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (1usize..40).prop_map(Op::Push),
+            (4usize..40).prop_map(Op::Push),
             (0u64..30).prop_map(Op::Ack),
             (0u64..30).prop_map(Op::Resume),
         ]

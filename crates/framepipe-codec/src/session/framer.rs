@@ -108,6 +108,23 @@ impl SessionFramer {
         whole.saturating_sub(src.len() as u64)
     }
 
+    /// `true` if a unit is in progress (part of it is buffered, or a data frame's body is awaited or
+    /// being skipped), given what `src` holds after [`next_unit`](Self::next_unit) returned
+    /// `Ok(None)`; `false` at a unit boundary with nothing buffered.
+    pub fn mid_unit(&self, src: &BytesMut) -> bool {
+        self.framer.mid_frame(src.len())
+    }
+
+    /// `true` while an oversized data frame's body is being discarded (SPEC §3.3).
+    pub fn is_skipping(&self) -> bool {
+        self.framer.is_skipping()
+    }
+
+    /// Index of the data frame in progress, or of the next one at a boundary (SPEC §3.1.3).
+    pub fn frame_in_progress(&self) -> u64 {
+        self.framer.frame_in_progress()
+    }
+
     /// Data frames seen so far (SPEC §9.1.4: control frames are not counted).
     pub fn frames_seen(&self) -> u64 {
         self.framer.frames_seen()

@@ -30,6 +30,10 @@ pub struct ConsumerConfig {
     pub frame_timeout: Option<Duration>,
     /// Time spent discarding input after a notice, before closing.
     pub drain_timeout: Duration,
+    /// Whether a stream that opens with a hello is read as a session (SPEC §9.2), and the pacing
+    /// this side proposes for acks and heartbeats (SPEC §10.4). `None`: every stream is plain.
+    /// Must be `None` when `codec`'s `max_frame_length` is 2^31 or more (SPEC §9.2.3).
+    pub sessions: Option<framepipe_codec::session::Pacing>,
 }
 
 impl Default for ConsumerConfig {
@@ -41,6 +45,7 @@ impl Default for ConsumerConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            sessions: Some(crate::session::default_pacing()),
         }
     }
 }

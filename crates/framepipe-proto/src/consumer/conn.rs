@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
 use framepipe_codec::limits::HEADER_LEN;
-use framepipe_codec::{Framer, Notice};
+use framepipe_codec::session::Unit;
+use framepipe_codec::Notice;
 use framepipe_flow::{MemoryPool, Reservation};
 
-use super::config::{ConsumerConfig, NOTICE_TIMEOUT};
-use super::event::{Event, InFrame, ReadBuf, ReadOp, Transmit};
+use super::config::ConsumerConfig;
+use super::event::{Event, InFrame, ReadBuf, ReadOp};
+use super::reader::Reader;
+use super::session::{Numbered, SessionPart};
 use crate::read_buffer::ReadBuffer;
 use crate::timer::{Timer, TimerTable};
 use crate::{codes, Error};
@@ -49,7 +52,7 @@ pub enum State {
 
 /// The consumer core's deadlines (SPEC §8.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConsumerTimer {
+pub(super) enum ConsumerTimer {
     /// Nothing has arrived between frames for `idle_timeout` (SPEC §7.6.1).
     Idle,
     /// The frame in progress is not complete `frame_timeout` after it began (SPEC §7.6.2).
@@ -58,6 +61,10 @@ enum ConsumerTimer {
     Notice,
     /// Draining after the notice ends (`drain_timeout`, SPEC §6.3.2).
     Drain,
+    /// A session's handled frames have waited `ack_interval` for their ack (SPEC §10.5).
+    Ack,
+    /// A session connection has written nothing for a heartbeat interval (SPEC §10.6).
+    Heartbeat,
 }
 
 impl Timer for ConsumerTimer {
@@ -66,6 +73,8 @@ impl Timer for ConsumerTimer {
         ConsumerTimer::Frame,
         ConsumerTimer::Notice,
         ConsumerTimer::Drain,
+        ConsumerTimer::Ack,
+        ConsumerTimer::Heartbeat,
     ];
 
     fn index(self) -> usize {
@@ -82,33 +91,35 @@ impl Timer for ConsumerTimer {
 /// one block of read-ahead when the pool can spare it. Each frame leaves with its share.
 #[derive(Debug)]
 pub struct ConsumerConn {
-    config: ConsumerConfig,
-    state: State,
-    framer: Framer,
-    rbuf: ReadBuffer,
-    pool: MemoryPool,
+    pub(super) config: ConsumerConfig,
+    pub(super) state: State,
+    pub(super) framer: Reader,
+    pub(super) rbuf: ReadBuffer,
+    pub(super) pool: MemoryPool,
     /// Covers the bytes in `rbuf`, the rest of the frame in progress and any read-ahead granted.
-    held: Reservation,
-    timers: TimerTable<ConsumerTimer, 4>,
-    events: VecDeque<Event>,
+    pub(super) held: Reservation,
+    pub(super) timers: TimerTable<ConsumerTimer, 6>,
+    pub(super) events: VecDeque<Event>,
     /// Wire bytes of the frames in `events`.
-    events_bytes: usize,
+    pub(super) events_bytes: usize,
     /// Events were produced since the last `poll_read`: the idle clock restarts once they are
     /// handed on (time spent waiting for the application's queue is not idle time).
-    emitted: bool,
-    idle_since: Instant,
-    frame_began: Option<Instant>,
+    pub(super) emitted: bool,
+    pub(super) idle_since: Instant,
+    pub(super) frame_began: Option<Instant>,
     /// Time the frame in progress spent waiting for memory (not counted against it).
-    frame_paused: Duration,
-    reserving_since: Option<Instant>,
-    granted: usize,
-    eof: bool,
+    pub(super) frame_paused: Duration,
+    pub(super) reserving_since: Option<Instant>,
+    pub(super) granted: usize,
+    pub(super) eof: bool,
     /// The notice to send once the application has finished (`Flushing`).
-    pending_notice: Option<Notice>,
+    pub(super) pending_notice: Option<Notice>,
     /// The notice being written, and how much of it has been.
-    transmit: Bytes,
-    transmitted: usize,
-    bytes_read: u64,
+    pub(super) transmit: Bytes,
+    pub(super) transmitted: usize,
+    pub(super) bytes_read: u64,
+    /// Session state, once the first byte said the stream is one (SPEC §9.2).
+    pub(super) session: Option<SessionPart>,
 }
 
 impl ConsumerConn {
@@ -118,7 +129,7 @@ impl ConsumerConn {
         ConsumerConn {
             config,
             state: State::Reading,
-            framer: config.codec.framer(),
+            framer: Reader::plain(config.codec),
             rbuf,
             pool: pool.clone(),
             held: pool.reservation(),
@@ -136,6 +147,7 @@ impl ConsumerConn {
             transmit: Bytes::new(),
             transmitted: 0,
             bytes_read: 0,
+            session: None,
         }
     }
 
@@ -202,6 +214,13 @@ impl ConsumerConn {
         if !self.events.is_empty() {
             return ReadOp::Deliver;
         }
+        if self
+            .session
+            .as_ref()
+            .is_some_and(SessionPart::awaiting_accept)
+        {
+            return ReadOp::Handshake;
+        }
         match self.state {
             State::Reading | State::Finishing => self.plan_read(now),
             State::Flushing => ReadOp::AwaitApp,
@@ -216,10 +235,10 @@ impl ConsumerConn {
             self.idle_since = now;
         }
         let buffered = self.rbuf.len();
-        self.arm_read_deadline(now, buffered);
+        self.arm_read_deadline(now);
         // SPEC §7.6.4: the whole frame in progress is reserved before reading (waiting if need be);
         // a body being skipped needs only a block at a time.
-        let needed = self.framer.bytes_needed(buffered);
+        let needed = self.framer.bytes_needed(self.rbuf.bytes());
         let due = usize::try_from(needed).unwrap_or(usize::MAX).max(1);
         let due = if self.framer.is_skipping() {
             due.min(self.config.read_chunk)
@@ -227,7 +246,7 @@ impl ConsumerConn {
             due
         };
         // A frame whose header has been consumed carries the header's bytes too.
-        let header = if self.framer.mid_frame(0) && !self.framer.is_skipping() {
+        let header = if self.framer.header_consumed() && !self.framer.is_skipping() {
             HEADER_LEN
         } else {
             0
@@ -241,7 +260,7 @@ impl ConsumerConn {
                 bytes: required - self.held.bytes(),
             };
         }
-        let mut limit = if self.framer.mid_frame(buffered) {
+        let mut limit = if self.framer.mid_frame(self.rbuf.bytes()) {
             self.rbuf.prepare_read(needed)
         } else {
             self.rbuf.prepare_head_read()
@@ -265,8 +284,8 @@ impl ConsumerConn {
 
     /// SPEC §7.6.1–2: mid-frame the frame deadline runs (armed once per frame); between frames the
     /// idle deadline does, counted from the last byte read or the last frame handed on.
-    fn arm_read_deadline(&mut self, now: Instant, buffered: usize) {
-        if self.framer.mid_frame(buffered) {
+    fn arm_read_deadline(&mut self, now: Instant) {
+        if self.framer.mid_frame(self.rbuf.bytes()) {
             self.timers.stop(ConsumerTimer::Idle);
             if self.frame_began.is_none() {
                 self.frame_began = Some(now);
@@ -278,7 +297,7 @@ impl ConsumerConn {
         } else {
             self.frame_began = None;
             self.timers.stop(ConsumerTimer::Frame);
-            match self.config.idle_timeout {
+            match self.idle_limit() {
                 Some(t) if self.state == State::Reading => {
                     self.timers.set(ConsumerTimer::Idle, self.idle_since + t)
                 }
@@ -318,24 +337,35 @@ impl ConsumerConn {
             self.bytes_read += n as u64;
             self.idle_since = now;
         }
-        self.frame_out();
+        self.frame_out(now);
     }
 
     /// Splits every whole frame off the read buffer (SPEC §3.1), then applies end of stream or the
     /// end of a shutdown's last frame.
-    fn frame_out(&mut self) {
+    pub(super) fn frame_out(&mut self, now: Instant) {
+        self.detect_mode();
         loop {
-            match self.framer.next_frame(self.rbuf.bytes_mut()) {
-                Ok(Some(frame)) => {
+            match self.framer.next(self.rbuf.bytes_mut()) {
+                Ok(Some(Unit::Data(frame))) => {
                     let len = frame.wire_len();
                     // The frame's bytes were reserved before they were read; they go with it.
                     let memory = self.held.split(len.min(self.held.bytes()));
-                    self.events_bytes += len;
-                    self.events
-                        .push_back(Event::Frame(InFrame { frame, memory }));
-                    self.emitted = true;
                     self.frame_began = None;
                     self.timers.stop(ConsumerTimer::Frame);
+                    let seq = match self.number_frame() {
+                        Numbered::Plain => None,
+                        Numbered::Seq(seq) => Some(seq),
+                        Numbered::Duplicate => continue, // dropped, its memory with it
+                    };
+                    self.events_bytes += len;
+                    self.events
+                        .push_back(Event::Frame(InFrame { frame, memory, seq }));
+                    self.emitted = true;
+                }
+                Ok(Some(Unit::Control { control, offset })) => {
+                    if !self.on_control(now, control, offset) {
+                        return;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) if e.is_frame_local() => {
@@ -353,7 +383,7 @@ impl ConsumerConn {
                 Ok(()) => self.end_input(None),
                 Err(e) => self.fail(Error::Frame(e), false),
             }
-        } else if self.state == State::Finishing && !self.framer.mid_frame(self.rbuf.len()) {
+        } else if self.state == State::Finishing && !self.framer.mid_frame(self.rbuf.bytes()) {
             let notice = self.shutdown_notice();
             self.end_input(Some(notice));
         }
@@ -375,8 +405,13 @@ impl ConsumerConn {
             match (timer, self.state) {
                 (ConsumerTimer::Idle, State::Reading) => {
                     let idle = now.saturating_duration_since(self.idle_since);
-                    self.fail_awaiting(Error::IdleTimeout { idle });
+                    let err = match self.session {
+                        Some(_) => Error::Unresponsive { silent: idle },
+                        None => Error::IdleTimeout { idle },
+                    };
+                    self.fail_awaiting(err);
                 }
+                (ConsumerTimer::Ack | ConsumerTimer::Heartbeat, _) => self.upkeep(now, timer),
                 (ConsumerTimer::Frame, State::Reading | State::Finishing) => {
                     let buffered = self.rbuf.len();
                     let began = self.frame_began.unwrap_or(now);
@@ -384,7 +419,7 @@ impl ConsumerConn {
                     let err = Error::FrameTimeout {
                         frame: self.framer.frame_in_progress(),
                         buffered: buffered as u64,
-                        missing: self.framer.bytes_needed(buffered),
+                        missing: self.framer.bytes_needed(self.rbuf.bytes()),
                         waited,
                     };
                     self.fail_awaiting(err);
@@ -423,7 +458,7 @@ impl ConsumerConn {
 
     /// No more input: frees the read buffer (frames already split off keep their own memory) and
     /// waits for the application (`Flushing`).
-    fn end_input(&mut self, notice: Option<Notice>) {
+    pub(super) fn end_input(&mut self, notice: Option<Notice>) {
         self.rbuf = Self::read_buffer(&self.config, &self.pool);
         self.held.shrink_to(0);
         self.timers.stop(ConsumerTimer::Idle);
@@ -453,7 +488,7 @@ impl ConsumerConn {
             return;
         }
         self.timers.stop(ConsumerTimer::Idle);
-        if self.framer.mid_frame(self.rbuf.len()) {
+        if self.framer.mid_frame(self.rbuf.bytes()) {
             self.state = State::Finishing;
         } else {
             let notice = self.shutdown_notice();
@@ -467,6 +502,7 @@ impl ConsumerConn {
         if self.state == State::Flushing {
             match self.pending_notice.take() {
                 Some(notice) => self.start_notice(now, notice),
+                None if self.session_ends_cleanly() => self.start_goodbye(now),
                 None => self.state = State::Closed,
             }
         }
@@ -507,53 +543,5 @@ impl ConsumerConn {
         self.events.clear();
         self.events_bytes = 0;
         frames as u64
-    }
-
-    fn start_notice(&mut self, now: Instant, notice: Notice) {
-        self.transmit = notice.to_frame().freeze();
-        self.transmitted = 0;
-        self.timers.clear();
-        self.timers.set(ConsumerTimer::Notice, now + NOTICE_TIMEOUT);
-        self.state = State::Notifying;
-    }
-
-    /// What to write next.
-    pub fn poll_transmit(&self) -> Transmit<'_> {
-        match self.state {
-            State::Notifying if self.transmitted < self.transmit.len() => {
-                Transmit::Bytes(&self.transmit[self.transmitted..])
-            }
-            State::Notifying => Transmit::Fin,
-            _ => Transmit::Nothing,
-        }
-    }
-
-    /// `n` bytes of [`Transmit::Bytes`] were written.
-    pub fn handle_written(&mut self, _now: Instant, n: usize) {
-        self.transmitted = (self.transmitted + n).min(self.transmit.len());
-    }
-
-    /// Writing failed: the producer cannot be told; the connection closes.
-    pub fn handle_write_error(&mut self, _now: Instant, _err: io::Error) {
-        self.timers.clear();
-        self.state = State::Closed;
-    }
-
-    /// Our direction is shut down (FIN sent): drain until the peer closes or `drain_timeout`.
-    pub fn handle_fin_sent(&mut self, now: Instant) {
-        if self.state == State::Notifying {
-            self.timers.clear();
-            self.timers
-                .set(ConsumerTimer::Drain, now + self.config.drain_timeout);
-            self.state = State::Draining;
-        }
-    }
-
-    /// `n` bytes were read and thrown away while draining; `0` is the end of stream.
-    pub fn handle_discarded(&mut self, _now: Instant, n: usize) {
-        if n == 0 && self.state == State::Draining {
-            self.timers.clear();
-            self.state = State::Closed;
-        }
     }
 }

@@ -15,11 +15,18 @@ pub struct InFrame {
     pub frame: Frame,
     /// The bytes it holds of the memory limit.
     pub memory: Reservation,
+    /// Its sequence number in a session (SPEC §9.1.4); `None` in a plain stream.
+    pub seq: Option<u64>,
 }
 
 /// Something for the application, in stream order.
 #[derive(Debug)]
 pub enum Event {
+    /// A session's hello (SPEC §10.4): the connection reads nothing more until the session table
+    /// answers with [`ConsumerConn::accept_session`] or the connection is rejected.
+    ///
+    /// [`ConsumerConn::accept_session`]: crate::consumer::ConsumerConn::accept_session
+    Hello(framepipe_codec::session::Hello),
     /// A whole frame.
     Frame(InFrame),
     /// A frame was refused but the connection goes on (SPEC §4.1).
@@ -53,6 +60,9 @@ pub enum ReadOp {
         /// Bytes to wait for.
         bytes: usize,
     },
+    /// A session's hello is waiting for the session table's answer: call `accept_session`, or
+    /// `reject` the connection.
+    Handshake,
     /// No more input is wanted: close the application's queue and wait until the application has
     /// finished with every frame handed on, then call `handle_app_done`.
     AwaitApp,

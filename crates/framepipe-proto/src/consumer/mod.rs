@@ -19,9 +19,14 @@
 //! frame boundary), [`reject`](ConsumerConn::reject) (its handler failed: send a notice and close) or
 //! [`abandon`](ConsumerConn::abandon) it.
 
+mod close;
 mod config;
 mod conn;
 mod event;
+mod reader;
+mod session;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,3 +36,4 @@ pub use config::{
 };
 pub use conn::{ConsumerConn, State};
 pub use event::{Event, InFrame, ReadBuf, ReadOp, Transmit};
+pub use session::SessionStart;

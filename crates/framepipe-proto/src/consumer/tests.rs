@@ -51,6 +51,7 @@ impl Rig {
                 }
                 Event::FrameError(e) => self.frame_errors.push(e),
                 Event::Failed(e) => self.failed = Some(e),
+                Event::Hello(h) => panic!("a plain test got a hello: {h:?}"),
             }
         }
     }

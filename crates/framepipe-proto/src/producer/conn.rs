@@ -465,7 +465,7 @@ impl ProducerConn {
 }
 
 /// A reset, broken pipe or end of stream is the consumer closing; anything else is plain I/O.
-fn from_io(err: io::Error) -> Error {
+pub(super) fn from_io(err: io::Error) -> Error {
     match err.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

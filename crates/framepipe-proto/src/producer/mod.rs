@@ -19,6 +19,10 @@ mod config;
 mod conn;
 mod out_frame;
 mod reply;
+mod session;
+mod session_conn;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,3 +33,7 @@ pub use config::{
 pub use conn::{Event, ProducerConn, State, WriteOp};
 pub use out_frame::{IoVecs, OutFrame, MAX_IOV};
 pub use reply::{PREVIEW_BYTES, REPLY_BUFFER};
+pub use session::{ProducerSession, SessionConfig, SessionCounts, DEFAULT_RECONNECT_TIMEOUT};
+pub use session_conn::{
+    retryable, SessionConn, SessionConnConfig, SessionEvent, SessionState, SESSION_READ_CHUNK,
+};

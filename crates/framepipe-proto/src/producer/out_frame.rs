@@ -99,7 +99,7 @@ impl<'a> IoVecs<'a> {
         Self::default()
     }
 
-    fn push(&mut self, bytes: &'a [u8]) {
+    pub(crate) fn push(&mut self, bytes: &'a [u8]) {
         if self.len < MAX_IOV && !bytes.is_empty() {
             self.slices[self.len] = IoSlice::new(bytes);
             self.len += 1;
