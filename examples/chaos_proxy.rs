@@ -66,6 +66,10 @@ struct Args {
     #[arg(long, value_parser = support::parse_interval)]
     partition_for: Option<Duration>,
 
+    /// ...this many times (default: for as long as the proxy runs).
+    #[arg(long, requires = "partition_every")]
+    partitions: Option<u64>,
+
     /// Seed of the jitter (default: from the clock; printed, so a run can be repeated).
     #[arg(long)]
     seed: Option<u64>,
@@ -92,6 +96,7 @@ async fn main() -> std::process::ExitCode {
         rate: args.rate.map(|n| n as u64),
         partition_every: args.partition_every,
         partition_for: args.partition_for.unwrap_or_default(),
+        partitions: args.partitions,
         seed,
     };
     let listener = match TcpListener::bind(args.listen).await {

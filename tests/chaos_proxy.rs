@@ -18,11 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A proxy with `faults` in front of `upstream`: its address and its counters.
 async fn proxy(upstream: SocketAddr, faults: Faults) -> (SocketAddr, Arc<Tally>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tally = Arc::new(Tally::default());
-    tokio::spawn(chaos::run(listener, upstream, faults, tally.clone()));
-    (addr, tally)
+    chaos::spawn(upstream, faults)
+        .await
+        .expect("a loopback port")
 }
 
 /// A raw upstream that accepts one connection and reads it to its end: the bytes and how it ended.

@@ -45,10 +45,22 @@ pub struct Faults {
     pub rate: Option<u64>,
     /// Start a partition this long after the previous one ended (or after the start)…
     pub partition_every: Option<Duration>,
-    /// …and let it last this long.
+    /// …and let it last this long…
     pub partition_for: Duration,
+    /// …this many times (`None`: for as long as the proxy runs).
+    pub partitions: Option<u64>,
     /// Seed of the jitter: the same seed cuts the same connections at the same bytes.
     pub seed: u64,
+}
+
+/// A proxy with `faults` in front of `upstream`, on a loopback port of its own, running in a task:
+/// its address and its counters.
+pub async fn spawn(upstream: SocketAddr, faults: Faults) -> io::Result<(SocketAddr, Arc<Tally>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let tally = Arc::new(Tally::default());
+    tokio::spawn(run(listener, upstream, faults, tally.clone()));
+    Ok((addr, tally))
 }
 
 /// What the proxy did, counted as it happens.
@@ -78,6 +90,7 @@ pub async fn run(listener: TcpListener, upstream: SocketAddr, faults: Faults, ta
         tokio::spawn(partitions(
             every,
             faults.partition_for,
+            faults.partitions,
             partition_tx,
             tally.clone(),
         ));
@@ -130,10 +143,11 @@ fn jittered(rng: &mut SmallRng, n: u64, jitter: f64) -> u64 {
 async fn partitions(
     every: Duration,
     lasting: Duration,
+    count: Option<u64>,
     on: watch::Sender<bool>,
     tally: Arc<Tally>,
 ) {
-    loop {
+    for _ in 0..count.unwrap_or(u64::MAX) {
         tokio::time::sleep(every).await;
         tally.partitions.fetch_add(1, Relaxed);
         tracing::info!(
@@ -145,6 +159,8 @@ async fn partitions(
         on.send_replace(false);
         tracing::info!("partition ends");
     }
+    // The last partition is over; connections watch `on`, so it stays open for the proxy's life.
+    std::future::pending::<()>().await;
 }
 
 /// Closes `stream` with `SO_LINGER` 0 once its last handle is dropped: the peer sees a reset.

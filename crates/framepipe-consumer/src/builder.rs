@@ -10,6 +10,8 @@ use framepipe_flow::queue::QueueLimits;
 use framepipe_flow::socket::{self, SocketOptions};
 use framepipe_flow::{MemoryPool, DEFAULT_SAMPLE_INTERVAL};
 use framepipe_proto::consumer::ConsumerConfig;
+
+use crate::sessions::{DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_EXPIRY};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
 
 use crate::listener::Listener;
@@ -56,6 +58,8 @@ pub struct Builder {
     pub(crate) memory_limit: usize,
     pub(crate) on_handler_error: OnHandlerError,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_sessions: usize,
+    pub(crate) session_expiry: Duration,
 }
 
 impl Default for Builder {
@@ -64,9 +68,6 @@ impl Default for Builder {
         Builder {
             core: ConsumerConfig {
                 spare_bytes: queue.get_max_bytes(),
-                // Sessions (SPEC §9–§10) are not served by this crate's driver yet: every stream
-                // is read as a plain one, as before.
-                sessions: None,
                 ..ConsumerConfig::default()
             },
             queue,
@@ -78,6 +79,8 @@ impl Default for Builder {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             on_handler_error: OnHandlerError::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            session_expiry: DEFAULT_SESSION_EXPIRY,
         }
     }
 }
@@ -105,6 +108,42 @@ impl Builder {
     /// All codec settings at once (SPEC §2).
     pub fn codec(mut self, codec: framepipe_codec::Builder) -> Self {
         self.core.codec = codec;
+        self
+    }
+
+    /// Whether a connection that opens with a hello is served as a session (default `true`, SPEC
+    /// §9.2, §10): acks, resume after a connection failure, duplicates dropped. Plain streams are
+    /// served either way, on the same port. Sessions need `max_frame_length` under 2^31 (the
+    /// builder refuses the combination, SPEC §9.2.3).
+    pub fn sessions(mut self, on: bool) -> Self {
+        self.core.sessions = on.then(|| {
+            self.core
+                .sessions
+                .unwrap_or_else(framepipe_proto::session::default_pacing)
+        });
+        self
+    }
+
+    /// The pacing this consumer proposes for acks and heartbeats where a producer's hello leaves
+    /// the choice to it (default: acks every 32 frames or 20 ms, heartbeats after 5 s of silence;
+    /// SPEC §10.4). Turns sessions on.
+    pub fn session_pacing(mut self, pacing: framepipe_codec::session::Pacing) -> Self {
+        self.core.sessions = Some(pacing);
+        self
+    }
+
+    /// Most sessions remembered at once (default 1,024, SPEC §10.8). At the bound a new session
+    /// takes the place of the one without a connection for longest; if every one has a connection,
+    /// the new one is refused with a `session_limit` notice. Each costs a few dozen bytes.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// How long a session without a connection is remembered (default 10 minutes, SPEC §10.8);
+    /// a later hello for a forgotten session resumes where its producer says (at-least-once).
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.session_expiry = expiry;
         self
     }
 
@@ -296,6 +335,13 @@ impl Builder {
     /// The settings cannot work together: `memory_limit` under one frame, or over the largest.
     fn check(&self) -> Result<(), Error> {
         let max = self.core.codec.get_max_frame_length();
+        if self.core.sessions.is_some() && max > framepipe_codec::limits::SESSION_MAX_FRAME_LENGTH {
+            return Err(Error::Config(format!(
+                "max_frame_length {max} is 2^31 or more, so a plain stream's first byte could be \
+                 0x81, a session's hello: turn sessions off (`sessions(false)`) or lower \
+                 max_frame_length (SPEC §9.2.3)"
+            )));
+        }
         let frame = u64::from(max) + HEADER_LEN as u64;
         if (self.memory_limit as u64) < frame {
             return Err(Error::Config(format!(

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use framepipe_codec::Notice;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::delivery::Held;
 use crate::driver::{AppCmd, DriverEnd, Msg};
+use crate::sessions::Slot;
 use crate::stats::Stats;
 use crate::{ConnectionInfo, Delivery, Error, Mode};
 
@@ -37,6 +38,11 @@ pub struct Connection<M: Mode> {
     driver: Option<JoinHandle<DriverEnd>>,
     /// Index and offset of the first frame this stream has not yielded.
     next: (u64, u64),
+    /// The connection's session once its hello is answered (SPEC §10): what the application has
+    /// handled is recorded there, and acknowledged from there.
+    session: Arc<OnceLock<Arc<Slot>>>,
+    /// Sequence number of the last frame yielded in a session, not yet known to be handled.
+    yielded: Option<u64>,
 }
 
 impl<M: Mode> fmt::Debug for Connection<M> {
@@ -58,6 +64,7 @@ impl<M: Mode> Connection<M> {
         stats: Stats,
         app: mpsc::UnboundedSender<AppCmd>,
         driver: JoinHandle<DriverEnd>,
+        session: Arc<OnceLock<Arc<Slot>>>,
     ) -> Self {
         Connection {
             info,
@@ -67,6 +74,8 @@ impl<M: Mode> Connection<M> {
             app: Some(app),
             driver: Some(driver),
             next: (0, 0),
+            session,
+            yielded: None,
         }
     }
 
@@ -150,8 +159,17 @@ impl<M: Mode> Connection<M> {
 impl<M: Mode> Stream for Connection<M> {
     type Item = Result<Delivery<M::Item>, Error>;
 
+    /// In a session (SPEC §10.5), a frame counts as handled, and may be acknowledged, once the next
+    /// item is asked for or the stream has ended: under [`Consumer::serve`](crate::Consumer::serve),
+    /// once its handler has returned. A frame after which the stream is dropped, or a connection
+    /// rejected, is not handled: the producer sends it again.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(seq) = this.yielded.take() {
+            if let Some(slot) = this.session.get() {
+                slot.set_handled(seq);
+            }
+        }
         let msg = match this.rx.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
@@ -177,6 +195,8 @@ impl<M: Mode> Stream for Connection<M> {
             }
         };
         let (index, offset, wire_bytes) = (raw.frame.index, raw.frame.offset, raw.frame.wire_len());
+        this.yielded = raw.seq;
+        let sequence = raw.seq;
         this.next = (index + 1, offset + wire_bytes as u64);
         let held = Held::new(raw.memory, this.stats.handling_gauge().clone(), wire_bytes);
         match this.mode.decode(raw.frame.body, index, offset) {
@@ -187,6 +207,7 @@ impl<M: Mode> Stream for Connection<M> {
                     frame: index,
                     offset,
                     wire_bytes,
+                    sequence,
                     connection: this.info.clone(),
                     held,
                 })))

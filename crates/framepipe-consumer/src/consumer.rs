@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::builder::Builder;
 use crate::driver::{now, Driver, Registration};
+use crate::driver_session::SessionLink;
 use crate::listener::{Accepted, Listener};
+use crate::sessions::SessionTable;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Stats;
 use crate::{Connection, ConnectionInfo, Error, Mode};
@@ -37,6 +39,8 @@ pub struct Consumer<L: Listener = TcpListener> {
     /// Bounds the refused connections still draining (SPEC §7.6.3).
     refusing: Arc<Semaphore>,
     last_refusal_log: Option<Instant>,
+    /// Sessions and where each is (SPEC §10.8); `None` when sessions are off.
+    sessions: Option<SessionTable>,
 }
 
 /// Most refused connections kept open at once to let their producers read the notice; beyond
@@ -69,7 +73,6 @@ impl<L: Listener> Consumer<L> {
             .map_or(1, |d| d.as_nanos() as u64);
         Consumer {
             listener,
-            config,
             sockets,
             stats,
             _sampler: sampler,
@@ -79,6 +82,11 @@ impl<L: Listener> Consumer<L> {
             shutdown: Shutdown::default(),
             refusing: Arc::new(Semaphore::new(MAX_REFUSALS_DRAINING)),
             last_refusal_log: None,
+            sessions: config
+                .core
+                .sessions
+                .map(|_| SessionTable::new(config.max_sessions, config.session_expiry)),
+            config,
         }
     }
 
@@ -152,6 +160,12 @@ impl<L: Listener> Consumer<L> {
         let (tx, rx) = queue::channel(self.config.queue, self.stats.queue_gauge().clone());
         let (app_tx, app_rx) = mpsc::unbounded_channel();
         let core = ConsumerConn::new(self.config.core, &self.memory, now());
+        let link = SessionLink {
+            table: self.sessions.clone(),
+            conn_id: id,
+            ..SessionLink::default()
+        };
+        let slot = link.slot.clone();
         let driver = Driver {
             io: accepted.io,
             core,
@@ -166,11 +180,12 @@ impl<L: Listener> Consumer<L> {
             frames_read: 0,
             sink: None,
             grace: None,
+            link,
         };
         // Counted before the driver runs, so the next accept sees it (SPEC §7.6.3).
         self.stats.connection_opened();
         let driver = tokio::spawn(driver.run());
-        Connection::new(info, rx, mode, self.stats.clone(), app_tx, driver)
+        Connection::new(info, rx, mode, self.stats.clone(), app_tx, driver, slot)
     }
 
     /// Refuses a connection over `max_open_connections` (SPEC §7.6.3): a driver writes a
@@ -217,6 +232,7 @@ impl<L: Listener> Consumer<L> {
             frames_read: 0,
             sink: None,
             grace: None,
+            link: SessionLink::default(),
         };
         tokio::spawn(async move {
             driver.refuse().await;

@@ -36,6 +36,9 @@ pub struct Delivery<I> {
     pub offset: u64,
     /// Bytes the frame took on the wire, header included.
     pub wire_bytes: usize,
+    /// The frame's sequence number in its session (SPEC §9.1.4): the same frame keeps it across
+    /// reconnects, and each is handed on once. `None` on a plain connection.
+    pub sequence: Option<u64>,
     pub(crate) connection: Arc<ConnectionInfo>,
     pub(crate) held: Held,
 }

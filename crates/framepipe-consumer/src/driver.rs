@@ -11,6 +11,7 @@ use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::driver_session::{upkeep, SessionChange, SessionLink};
 use crate::shutdown::Phase;
 use crate::stats::{ReadingGauge, Stats};
 use crate::Error;
@@ -60,6 +61,8 @@ pub(crate) struct Driver<Io> {
     pub(crate) sink: Option<Box<[u8]>>,
     /// Set when the shutdown is forced: the connection ends then at the latest.
     pub(crate) grace: Option<Instant>,
+    /// The connection's session, if it says hello (SPEC §10).
+    pub(crate) link: SessionLink,
 }
 
 /// Bytes read at a time while draining (SPEC §6.3.2).
@@ -76,9 +79,11 @@ pub(crate) enum Registration {
 }
 
 /// What interrupted a wait.
-enum Control {
+pub(crate) enum Control {
     App(Option<AppCmd>),
     Phase(Phase),
+    /// The session's application handled more frames, or another connection took it over.
+    Session(SessionChange),
     /// A forced shutdown's grace has passed without a word from the application.
     GraceOver,
 }
@@ -92,7 +97,7 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
@@ -101,10 +106,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Waits for a command from the application, a change of shutdown phase, or the end of the grace
 /// a forced shutdown leaves the application to say which frames it handled (`grace`).
-async fn control(
+pub(crate) async fn control(
     app: &mut Option<mpsc::UnboundedReceiver<AppCmd>>,
     phase: &mut watch::Receiver<Phase>,
     grace: Option<Instant>,
+    link: &mut SessionLink,
 ) -> Control {
     let app_cmd = async {
         match app {
@@ -119,18 +125,20 @@ async fn control(
             Err(_) => std::future::pending().await,
         },
         () = sleep_until(grace) => Control::GraceOver,
+        change = link.changed() => Control::Session(change),
     }
 }
 
 /// The connection must end at once (the application went away, or the shutdown was forced).
 #[derive(Debug)]
-struct Stop;
+pub(crate) struct Stop;
 
 impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     /// Runs the connection to its end; it was counted as open when accepted, and is counted as
     /// closed here.
     pub(crate) async fn run(mut self) -> DriverEnd {
         self.drive().await;
+        self.stats.add_duplicates(self.core.duplicates());
         self.stats.connection_closed();
         DriverEnd {
             dropped: self.dropped,
@@ -156,20 +164,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             let told = matches!(self.core.state(), State::Notifying | State::Draining);
             let step = match self.core.poll_read(now()) {
                 ReadOp::Deliver => self.deliver().await,
-                ReadOp::Read { .. } => self.read().await,
+                ReadOp::Read { .. } => self.read_and_write().await,
                 ReadOp::Reserve { bytes } => self.reserve(bytes).await,
                 ReadOp::AwaitApp => self.await_app().await,
-                ReadOp::Handshake => {
-                    // Unreachable while the builder offers no sessions; refused cleanly if it did.
-                    let notice = Notice::new(
-                        "session_unsupported",
-                        0,
-                        0,
-                        "this consumer reads plain streams only",
-                    );
-                    self.core.reject(now(), notice);
-                    Ok(())
-                }
+                ReadOp::Handshake => self.handshake().await,
                 ReadOp::Transmit => self.transmit().await,
                 ReadOp::Discard => self.discard().await,
                 ReadOp::Close => break,
@@ -212,13 +210,28 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     }
 
     /// Applies a command or a phase change; `Err` if the connection must end at once.
-    fn apply(&mut self, control: Control) -> Result<(), Stop> {
+    pub(crate) fn apply(&mut self, control: Control) -> Result<(), Stop> {
         match control {
             Control::App(Some(AppCmd::Done)) => {
                 // The application has said its last word: its channel closing now is no news.
                 self.app = None;
+                // A session's last frames were handled: acked before the goodbye (SPEC §10.7).
+                if let Some(handled) = self.link.handled() {
+                    self.core.handle_handled(now(), handled);
+                }
                 self.core.handle_app_done(now());
             }
+            Control::Session(SessionChange::Handled(handled)) => {
+                self.core.handle_handled(now(), handled)
+            }
+            Control::Session(SessionChange::Superseded) => {
+                // Another connection of the session took over: read nothing more, hand on what was
+                // read, and close with a reset (its producer has gone on elsewhere; SPEC §10.8).
+                tracing::debug!(peer = %self.peer, "session taken over by a newer connection");
+                self.core.stop_reading(now());
+                self.reset();
+            }
+            Control::Session(SessionChange::Nothing) => {}
             Control::App(Some(AppCmd::Reject(notice))) => {
                 // Frames the core still held are dropped with it; the application drains its queue.
                 self.app = None;
@@ -304,7 +317,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                         }
                         break;
                     }
-                    c = control(&mut self.app, &mut self.phase, self.grace) => {
+                    () = upkeep(&mut self.io, &mut self.core) => {}
+                    c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => {
                         let stop = self.apply(c);
                         if self.tx.is_none() || stop.is_err() {
                             self.dropped += frame;
@@ -317,29 +331,12 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         Ok(())
     }
 
-    /// Reads what the core granted, or waits for its deadline or a control.
-    async fn read(&mut self) -> Result<(), Stop> {
-        let deadline = self.core.poll_timeout();
-        let mut buf = self.core.read_buf();
-        tokio::select! {
-            read = self.io.read_buf(&mut buf) => match read {
-                Ok(n) => {
-                    self.stats.add_read(n);
-                    self.core.handle_read(now(), n);
-                }
-                Err(e) => self.core.handle_read_error(now(), e),
-            },
-            () = sleep_until(deadline) => self.core.handle_timeout(now()),
-            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
-        }
-        Ok(())
-    }
-
     /// Waits for the memory limit to have room (SPEC §7.6.4).
     async fn reserve(&mut self, bytes: usize) -> Result<(), Stop> {
         tokio::select! {
             r = self.memory.acquire(bytes) => self.core.grant_memory(now(), r),
-            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
+            () = upkeep(&mut self.io, &mut self.core) => {}
+            c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => self.apply(c)?,
         }
         Ok(())
     }
@@ -352,8 +349,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             self.core.handle_app_done(now());
             return Ok(());
         }
-        let c = control(&mut self.app, &mut self.phase, self.grace).await;
-        self.apply(c)
+        tokio::select! {
+            () = upkeep(&mut self.io, &mut self.core) => Ok(()),
+            c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => self.apply(c),
+        }
     }
 
     /// Writes the notice, then shuts down our direction (SPEC §6.3.2), within the core's deadline.
@@ -363,7 +362,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             Transmit::Bytes(bytes) => tokio::select! {
                 w = self.io.write(bytes) => Some(w),
                 () = sleep_until(deadline) => None,
-                c = control(&mut self.app, &mut self.phase, self.grace) => { self.apply(c)?; return Ok(()) }
+                c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => { self.apply(c)?; return Ok(()) }
             },
             Transmit::Fin => {
                 tokio::select! {
@@ -372,7 +371,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                         Err(e) => self.core.handle_write_error(now(), e),
                     },
                     () = sleep_until(deadline) => self.core.handle_timeout(now()),
-                    c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
+                    c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => self.apply(c)?,
                 }
                 return Ok(());
             }
@@ -399,7 +398,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                 Err(e) => self.core.handle_read_error(now(), e),
             },
             () = sleep_until(deadline) => self.core.handle_timeout(now()),
-            c = control(&mut self.app, &mut self.phase, self.grace) => self.apply(c)?,
+            c = control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => self.apply(c)?,
         }
         Ok(())
     }
@@ -436,6 +435,7 @@ mod size_probe {
                 frames_read: 0,
                 sink: None,
                 grace: None,
+                link: Default::default(),
             };
             let fut = d.run();
             eprintln!("driver future: {} bytes", std::mem::size_of_val(&fut));

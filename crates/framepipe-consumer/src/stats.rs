@@ -38,6 +38,9 @@ struct Inner {
     frames_unhandled: AtomicU64,
     errors: AtomicU64,
     slowed_nanos: AtomicU64,
+    sessions_opened: AtomicU64,
+    sessions_resumed: AtomicU64,
+    duplicates_dropped: AtomicU64,
     first_accept: OnceLock<Instant>,
     last_close: Mutex<Option<Instant>>,
     reading: StageGauge,
@@ -83,6 +86,12 @@ pub struct Snapshot {
     /// Time spent deliberately slowing down ([`SlowDown`](crate::SlowDown)), summed over
     /// connections, in milliseconds.
     pub slowed_ms: u64,
+    /// Sessions this consumer began (a hello for a session it did not know, SPEC §10.4).
+    pub sessions: u64,
+    /// Connections that resumed a session this consumer knew.
+    pub session_resumes: u64,
+    /// Frames of a session that arrived again and were dropped, not handed on (SPEC §10.5).
+    pub duplicates_dropped: u64,
     /// Every stage, the socket queues and the process's memory.
     pub flow: FlowSnapshot,
     /// The memory limit across connections: bytes reserved now and at most, and how often and
@@ -116,6 +125,9 @@ impl Stats {
                 frames_unhandled: counter(),
                 errors: counter(),
                 slowed_nanos: counter(),
+                sessions_opened: counter(),
+                sessions_resumed: counter(),
+                duplicates_dropped: counter(),
                 first_accept: OnceLock::new(),
                 last_close: Mutex::new(None),
                 reading,
@@ -156,6 +168,9 @@ impl Stats {
             frames_unhandled: i.frames_unhandled.load(Relaxed),
             errors: i.errors.load(Relaxed),
             slowed_ms: i.slowed_nanos.load(Relaxed) / 1_000_000,
+            sessions: i.sessions_opened.load(Relaxed),
+            session_resumes: i.sessions_resumed.load(Relaxed),
+            duplicates_dropped: i.duplicates_dropped.load(Relaxed),
             flow: i.monitor.read(),
             memory: i.memory.snapshot(),
         }
@@ -258,6 +273,18 @@ impl Stats {
 
     pub(crate) fn add_error(&self) {
         self.inner.errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add_session_opened(&self) {
+        self.inner.sessions_opened.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add_session_resumed(&self) {
+        self.inner.sessions_resumed.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add_duplicates(&self, frames: u64) {
+        self.inner.duplicates_dropped.fetch_add(frames, Relaxed);
     }
 
     pub(crate) fn add_slowed(&self, waited: Duration) {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use framepipe_flow::socket::{buffer_sizes, BufferSizes};
 use framepipe_flow::{PeerAddr, Sampler, SocketProbe, SocketSet};
 use framepipe_proto::producer::{ProducerConfig, ProducerConn};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -155,27 +155,7 @@ where
         F: Fn(&SendQueue, Grant, S::Item) -> Result<(), Error>,
     {
         let (queue, driver) = self.split();
-        let produce = {
-            let queue = queue.clone();
-            async move {
-                let mut source = std::pin::pin!(source);
-                loop {
-                    let Ok(grant) = queue.grant().await else {
-                        return Ok(()); // the connection ended; the driver says why
-                    };
-                    let Some(item) = source.next().await else {
-                        queue.release(grant);
-                        break;
-                    };
-                    if let Err(e) = send(&queue, grant, item) {
-                        queue.close("an item could not be encoded", None);
-                        return Err(e);
-                    }
-                }
-                queue.close("the source ended", None);
-                Ok(())
-            }
-        };
+        let produce = crate::queue::pump(&queue, source, send);
         // The driver may end first (the consumer went away) while the source waits for its next
         // item: the stream then ends at once, without waiting for the source (SPEC §6.2.6).
         let mut produce = std::pin::pin!(produce);

@@ -8,12 +8,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use framepipe_flow::{PeerAddr, Sampler, SocketProbe};
-use framepipe_proto::producer::{Event, IoVecs, ProducerConn, WriteOp};
+use framepipe_proto::producer::{Event, IoVecs, OutFrame, ProducerConn, WriteOp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::error::Progress;
-use crate::queue::SendQueue;
+use crate::queue::{FrameSink, SendQueue};
 use crate::stats::{Report, Stats};
 use crate::Error;
 
@@ -38,6 +38,22 @@ pub(crate) struct Driver<T> {
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// The plain core as the queue's sink: it takes frames while its write batch has room.
+struct Plain<'a> {
+    core: &'a mut ProducerConn,
+    now: Instant,
+}
+
+impl FrameSink for Plain<'_> {
+    fn admits(&self, _len: usize) -> bool {
+        self.core.wants_frames()
+    }
+
+    fn push(&mut self, frame: OutFrame) {
+        self.core.push_frame(self.now, frame);
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
@@ -72,11 +88,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             return false;
         }
         let now = now();
-        let core = &mut self.core;
-        let taken = self.queue.take(cx, core.wants_frames(), |frame| {
-            core.push_frame(now, frame);
-            core.wants_frames()
-        });
+        let taken = self.queue.take(
+            cx,
+            &mut Plain {
+                core: &mut self.core,
+                now,
+            },
+        );
         if let (Some(at), Some(linger)) = (taken.linger_from, self.queue.linger()) {
             self.core.start_linger(at + linger);
         }

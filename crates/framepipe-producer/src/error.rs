@@ -160,6 +160,23 @@ pub enum Error {
     #[error("the producer is closed: {0}")]
     Closed(&'static str),
 
+    /// A session failed (SPEC §10): it gave up reconnecting (`reconnect_timeout`), or the consumer
+    /// said something a new connection would not change (a handler that failed, a frame refused,
+    /// a resume point this producer no longer holds). Says what became of every frame.
+    #[error("session {session}: {source}{}", counts(source, *delivered, *unacked, *never_sent))]
+    Session {
+        /// The session, as 32 hex digits.
+        session: String,
+        /// Frames acknowledged: handled by the consumer.
+        delivered: u64,
+        /// Frames written at least once and not acknowledged.
+        unacked: u64,
+        /// Frames accepted and never written.
+        never_sent: u64,
+        /// Why, from the session core.
+        source: framepipe_proto::Error,
+    },
+
     /// Any other I/O failure on the connection.
     #[error(
         "I/O error on the connection to {peer} after {frames_written} frames were written; \
@@ -176,6 +193,22 @@ pub enum Error {
         /// What the system said.
         source: io::Error,
     },
+}
+
+/// The counts a session error adds, unless its source already says them.
+fn counts(
+    source: &framepipe_proto::Error,
+    delivered: u64,
+    unacked: u64,
+    never_sent: u64,
+) -> String {
+    match source {
+        framepipe_proto::Error::ReconnectTimeout { .. } => String::new(),
+        _ => format!(
+            "; {delivered} frames delivered (acknowledged), {unacked} sent but not acknowledged, \
+             {never_sent} never sent"
+        ),
+    }
 }
 
 /// Counts carried by the errors that end a connection.
@@ -198,6 +231,9 @@ impl Error {
             | Error::Deadline { frames_written, .. }
             | Error::Io { frames_written, .. } => *frames_written,
             Error::Connect { .. } | Error::Full { .. } | Error::Closed(_) => 0,
+            Error::Session {
+                delivered, unacked, ..
+            } => delivered + unacked,
         }
     }
 
@@ -208,14 +244,16 @@ impl Error {
             | Error::PeerClosed { never_sent, .. }
             | Error::Stalled { never_sent, .. }
             | Error::Deadline { never_sent, .. }
-            | Error::Io { never_sent, .. } => *never_sent,
+            | Error::Io { never_sent, .. }
+            | Error::Session { never_sent, .. } => *never_sent,
             _ => 0,
         }
     }
 
     /// A short stable name: `connect`, `encode`, the notice's own code for `Rejected` (such as
     /// `frame_too_large` or `shutting_down`), `peer_closed`, `stalled`, `unexpected_reply`,
-    /// `deadline`, `full`, `closed` or `io`.
+    /// `deadline`, `full`, `closed`, `io`, or a session's error code (`reconnect_timeout`,
+    /// `out_of_sequence`, a notice's code, …).
     pub fn code(&self) -> &str {
         match self {
             Error::Connect { .. } => "connect",
@@ -228,6 +266,7 @@ impl Error {
             Error::Full { .. } => "full",
             Error::Closed(_) => "closed",
             Error::Io { .. } => "io",
+            Error::Session { source, .. } => source.code(),
         }
     }
 
@@ -253,6 +292,10 @@ impl Error {
                     | "frame_timeout"
             ),
             Error::Encode { .. } | Error::UnexpectedReply { .. } | Error::Closed(_) => false,
+            // A session that gave up reconnecting may get through later; the rest would not.
+            Error::Session { source, .. } => {
+                matches!(source, framepipe_proto::Error::ReconnectTimeout { .. })
+            }
         }
     }
 

@@ -48,6 +48,8 @@ pub mod generator;
 mod queue;
 pub mod reference;
 mod sender;
+mod session;
+mod session_driver;
 mod stats;
 
 pub use builder::{
@@ -59,4 +61,5 @@ pub use encoder::{Batching, DEFAULT_BATCH_BYTES, DEFAULT_LINGER, ENCODE_CHUNK};
 pub use error::Error;
 pub use framepipe_flow::{PeerAddr, Shared, DEFAULT_SAMPLE_INTERVAL};
 pub use sender::{Permit, RawPermit, RawSender, Sender};
+pub use session::{ResumeTimes, Session, SessionReport};
 pub use stats::{Report, Snapshot, Stats};

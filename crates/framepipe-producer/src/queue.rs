@@ -82,6 +82,14 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Where the driver puts the frames it takes from the queue: a connection core.
+pub(crate) trait FrameSink {
+    /// Whether a frame of `len` wire bytes is taken now (`0`: whether any would be).
+    fn admits(&self, len: usize) -> bool;
+    /// Takes `frame`.
+    fn push(&mut self, frame: OutFrame);
+}
+
 /// What the driver found in the queue on one visit ([`SendQueue::take`]).
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
@@ -303,15 +311,10 @@ impl SendQueue {
         s.frames.push_back(frame);
     }
 
-    /// The driver's one visit to the queue per pass, under one lock: frames while the driver wants
-    /// them (`wants` now; then `take` returns whether it wants another), the linger and deadline
-    /// news, and, when the queue is empty, its waker to be woken by the next frame or the close.
-    pub(crate) fn take(
-        &self,
-        cx: &mut Context<'_>,
-        wants: bool,
-        mut take: impl FnMut(OutFrame) -> bool,
-    ) -> Taken {
+    /// The driver's one visit to the queue per pass, under one lock: frames while `sink` admits
+    /// them (asked with each frame's length before it is taken), the linger and deadline news, and,
+    /// when the queue is empty, its waker to be woken by the next frame or the close.
+    pub(crate) fn take(&self, cx: &mut Context<'_>, sink: &mut impl FrameSink) -> Taken {
         let mut taken = Taken::default();
         let mut s = self.lock();
         taken.linger_from = s.linger_from.take();
@@ -319,18 +322,17 @@ impl SendQueue {
         if !s.closer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             s.closer = Some(cx.waker().clone());
         }
-        let mut wants = wants;
-        while wants {
-            let Some(frame) = s.frames.pop_front() else {
+        while let Some(len) = s.frames.front().map(OutFrame::wire_len) {
+            if !sink.admits(len) {
                 break;
-            };
-            let len = frame.wire_len();
+            }
+            let frame = s.frames.pop_front().expect("a front frame");
             s.frames_bytes -= len;
             self.stats.queue_gauge().remove(len);
             taken.frames += 1;
-            wants = take(frame);
+            sink.push(frame);
         }
-        if wants && s.frames.is_empty() {
+        if s.frames.is_empty() && sink.admits(0) {
             if s.closed.is_some() && s.batch_bytes == 0 {
                 taken.finished = true;
             } else if !s.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -429,4 +431,31 @@ impl SendQueue {
             notified.await;
         }
     }
+}
+
+/// Takes the items of `source` into `queue`, each only once a permit for it is granted (SPEC
+/// §6.2.1), queued with `send`; closes the queue when the source ends. Returns early, `Ok`, when the
+/// connection (or session) ended first: its driver says why. An item `send` refuses stops it.
+pub(crate) async fn pump<S, F>(queue: &SendQueue, source: S, send: F) -> Result<(), Error>
+where
+    S: futures::Stream,
+    F: Fn(&SendQueue, Grant, S::Item) -> Result<(), Error>,
+{
+    use futures::StreamExt;
+    let mut source = std::pin::pin!(source);
+    loop {
+        let Ok(grant) = queue.grant().await else {
+            return Ok(());
+        };
+        let Some(item) = source.next().await else {
+            queue.release(grant);
+            break;
+        };
+        if let Err(e) = send(queue, grant, item) {
+            queue.close("an item could not be encoded", None);
+            return Err(e);
+        }
+    }
+    queue.close("the source ended", None);
+    Ok(())
 }

@@ -29,6 +29,7 @@ struct Inner {
     encoded: StageGauge,
     queue: StageGauge,
     writing: StageGauge,
+    retained: StageGauge,
     monitor: Monitor,
 }
 
@@ -62,13 +63,23 @@ impl Snapshot {
 
 impl Stats {
     pub(crate) fn new(sockets: SocketSet) -> Self {
+        Self::with_stages(sockets, false)
+    }
+
+    /// A session's stats (SPEC §10): its stages are `encoded`, `queue` and `retained` (frames
+    /// accepted into the session and not acknowledged, whether written or not: the session's
+    /// budget); frames being written are part of `retained`.
+    pub(crate) fn for_session(sockets: SocketSet) -> Self {
+        Self::with_stages(sockets, true)
+    }
+
+    fn with_stages(sockets: SocketSet, session: bool) -> Self {
         let encoded = StageGauge::new("encoded");
         let queue = StageGauge::new("queue");
         let writing = StageGauge::new("writing");
-        let monitor = Monitor::new(
-            vec![encoded.clone(), queue.clone(), writing.clone()],
-            sockets,
-        );
+        let retained = StageGauge::new("retained");
+        let last = if session { &retained } else { &writing };
+        let monitor = Monitor::new(vec![encoded.clone(), queue.clone(), last.clone()], sockets);
         let counter = || AtomicU64::new(0);
         Stats {
             inner: Arc::new(Inner {
@@ -81,6 +92,7 @@ impl Stats {
                 encoded,
                 queue,
                 writing,
+                retained,
                 monitor,
             }),
         }
@@ -150,6 +162,10 @@ impl Stats {
 
     pub(crate) fn writing_gauge(&self) -> &StageGauge {
         &self.inner.writing
+    }
+
+    pub(crate) fn retained_gauge(&self) -> &StageGauge {
+        &self.inner.retained
     }
 
     pub(crate) fn add_items(&self, items: u64) {

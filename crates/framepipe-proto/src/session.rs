@@ -15,6 +15,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// (`Unresponsive`, SPEC §10.6): 3.
 pub const LIVENESS_HEARTBEATS: u32 = 3;
 
+/// The largest sequence number a hello may resume from: 2^63 − 1 (SPEC §10.4). Past it a session
+/// could run out of numbers; a hello beyond it is `SessionMismatch`.
+pub const MAX_SEQUENCE: u64 = (1 << 63) - 1;
+
 /// Bounds a settled pacing is held to: `ack_every` in 1..=65,536 frames, `ack_interval_ms` in
 /// 1..=60,000, `heartbeat_ms` in 100..=600,000 (SPEC §10.4).
 pub const ACK_EVERY_RANGE: (u32, u32) = (1, 65_536);

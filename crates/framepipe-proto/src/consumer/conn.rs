@@ -496,6 +496,15 @@ impl ConsumerConn {
         }
     }
 
+    /// Stops reading at once, without a notice: another connection took the session over
+    /// (SPEC §10.8). Frames already split off are still handed on; a frame in progress is dropped
+    /// (it will arrive again on the new connection).
+    pub fn stop_reading(&mut self, _now: Instant) {
+        if matches!(self.state, State::Reading | State::Finishing) {
+            self.end_input(None);
+        }
+    }
+
     /// The application has finished with every frame handed on (its queue is empty and its last
     /// frame handled): the connection closes, after its notice if one is due.
     pub fn handle_app_done(&mut self, now: Instant) {

@@ -10,7 +10,7 @@ use framepipe_codec::Notice;
 
 use super::conn::{ConsumerConn, ConsumerTimer, State};
 use super::event::Event;
-use crate::session::{settle, Timing};
+use crate::session::{settle, Timing, MAX_SEQUENCE};
 use crate::Error;
 
 /// Where a session connection resumes, decided by the consumer's session table from the hello
@@ -143,7 +143,14 @@ impl ConsumerConn {
         };
         let err = match control {
             Control::Hello(hello) if s.hello.is_none() => {
-                if hello.version != PROTOCOL_VERSION {
+                if hello.next > MAX_SEQUENCE {
+                    Error::SessionMismatch {
+                        what: format!(
+                            "hello resumes at frame {}, beyond the largest sequence number {}",
+                            hello.next, MAX_SEQUENCE
+                        ),
+                    }
+                } else if hello.version != PROTOCOL_VERSION {
                     Error::SessionMismatch {
                         what: format!(
                             "hello speaks session protocol version {}; this consumer speaks {}",

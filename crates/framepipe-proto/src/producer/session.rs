@@ -79,6 +79,8 @@ pub struct ProducerSession {
     lost_at: Option<Instant>,
     /// Reconnect attempts since the last welcome.
     attempt: u32,
+    /// Time from the last lost connection to the welcome that resumed the session.
+    outage: Option<Duration>,
 }
 
 impl ProducerSession {
@@ -92,6 +94,7 @@ impl ProducerSession {
             counts: SessionCounts::default(),
             lost_at: Some(now),
             attempt: 0,
+            outage: None,
         }
     }
 
@@ -187,12 +190,12 @@ impl ProducerSession {
         let resent = self.sent.saturating_sub(welcome.next);
         if self.counts.connections > 0 {
             self.counts.resumes += 1;
+            self.outage = self.lost_at.map(|t| now.saturating_duration_since(t));
         }
         self.counts.connections += 1;
         self.counts.resent += resent;
         self.lost_at = None;
         self.attempt = 0;
-        let _ = now;
         Ok(resent)
     }
 
@@ -231,6 +234,12 @@ impl ProducerSession {
         self.attempt += 1;
         self.counts.reconnects += 1;
         Ok((now + delay).min(give_up))
+    }
+
+    /// The time from the connection lost last to the welcome that resumed the session, once: the
+    /// time to resume (`None` after the first connection, and once taken).
+    pub fn take_outage(&mut self) -> Option<Duration> {
+        self.outage.take()
     }
 
     /// Attempts made since the session last had a connection.

@@ -5,12 +5,12 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use framepipe_codec::session::{Control, SessionFramer, Unit};
-use framepipe_codec::Builder;
+use framepipe_codec::session::{Control, SessionFramer, Unit, CONTROL_BIT};
+use framepipe_codec::{escape_preview, Builder, Notice, NoticeRead};
 
 use super::conn::from_io;
 use super::session::ProducerSession;
-use super::{IoVecs, OutFrame, WriteOp, DEFAULT_WRITE_BATCH_BYTES};
+use super::{IoVecs, OutFrame, WriteOp, DEFAULT_WRITE_BATCH_BYTES, PREVIEW_BYTES};
 use crate::session::Timing;
 use crate::timer::{Timer, TimerTable};
 use crate::{codes, Error};
@@ -181,6 +181,12 @@ impl SessionConn {
         &self.session
     }
 
+    /// The time this connection's welcome came after the session's previous connection was lost
+    /// ([`ProducerSession::take_outage`]), once.
+    pub fn take_outage(&mut self) -> Option<std::time::Duration> {
+        self.session.take_outage()
+    }
+
     /// Where the connection is.
     pub fn state(&self) -> SessionState {
         self.state
@@ -333,6 +339,9 @@ impl SessionConn {
         self.last_heard = now;
         self.timers
             .set(SessionTimer::Liveness, now + self.timing.liveness);
+        if self.state == SessionState::Greeting && self.rbuf[0] & CONTROL_BIT == 0 {
+            return self.plain_reply();
+        }
         while self.state != SessionState::Done {
             match self.reader.next_unit(&mut self.rbuf) {
                 Ok(Some(Unit::Control { control, offset })) => {
@@ -351,6 +360,25 @@ impl SessionConn {
                 }
                 Ok(None) => break,
                 Err(e) => self.lost(Error::Frame(e), true, false),
+            }
+        }
+    }
+
+    /// Before the welcome, a reply whose first byte is not a control frame's is a plain notice
+    /// (SPEC §6.3): a consumer that refused the connection before reading it (`connection_limit`),
+    /// or one that does not serve sessions and refused the hello as a frame. Anything else is not
+    /// a framepipe consumer.
+    fn plain_reply(&mut self) {
+        match Notice::read(&self.rbuf) {
+            NoticeRead::Incomplete => {}
+            NoticeRead::Notice(notice) => {
+                let retry = retryable(&notice.error);
+                self.lost(Error::Rejected(notice), false, retry);
+            }
+            NoticeRead::NotNotice => {
+                let received = self.rbuf.len();
+                let preview = escape_preview(&self.rbuf, PREVIEW_BYTES);
+                self.lost(Error::UnexpectedReply { received, preview }, true, false);
             }
         }
     }

@@ -1,0 +1,178 @@
+//! The consumer driver's session work (SPEC §10.4–§10.8): answering a hello from the session table,
+//! writing acks and heartbeats while it waits, and reading and writing at once.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
+
+use framepipe_codec::Notice;
+use framepipe_proto::codes;
+use framepipe_proto::consumer::{ConsumerConn, Transmit};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::driver::{now, sleep_until, Driver, Stop};
+use crate::sessions::{Lease, SessionTable, Slot};
+
+/// A connection's link to the session table.
+#[derive(Debug, Default)]
+pub(crate) struct SessionLink {
+    /// `None`: this consumer does not offer sessions.
+    pub(crate) table: Option<SessionTable>,
+    /// The connection's id, as the table knows it.
+    pub(crate) conn_id: u64,
+    /// The session's slot once the hello is answered, shared with the application's side, which
+    /// records what it handled there.
+    pub(crate) slot: Arc<OnceLock<Arc<Slot>>>,
+    /// Held while this connection serves the session.
+    pub(crate) lease: Option<Lease>,
+    /// Changes when another connection takes the session over.
+    pub(crate) holder: Option<watch::Receiver<u64>>,
+}
+
+impl SessionLink {
+    /// Waits until the application has handled more frames of the session, or until another
+    /// connection takes the session over; pending for ever on a plain connection.
+    pub(crate) async fn changed(&mut self) -> SessionChange {
+        let (Some(lease), Some(holder)) = (&self.lease, &mut self.holder) else {
+            return std::future::pending().await;
+        };
+        let me = self.conn_id;
+        tokio::select! {
+            () = lease.slot.moved() => SessionChange::Handled(lease.slot.handled()),
+            changed = holder.changed() => match changed {
+                Ok(()) if *holder.borrow_and_update() != me => SessionChange::Superseded,
+                Ok(()) => SessionChange::Nothing,
+                Err(_) => std::future::pending().await,
+            },
+        }
+    }
+
+    /// Every frame below this was handled (0 before the hello is answered).
+    pub(crate) fn handled(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| l.slot.handled())
+    }
+}
+
+/// What [`SessionLink::changed`] saw.
+#[derive(Debug)]
+pub(crate) enum SessionChange {
+    /// The application has handled every frame below this.
+    Handled(u64),
+    /// Another connection took the session over.
+    Superseded,
+    /// Nothing to act on.
+    Nothing,
+}
+
+/// What one read-and-write step did.
+enum IoStep {
+    Wrote(io::Result<usize>),
+    Read(io::Result<usize>),
+}
+
+/// One step of a session's upkeep while the driver waits for something else: a write of the
+/// control frames queued, or an ack or heartbeat deadline. Pending for ever when there is nothing
+/// to do (and always on a plain connection).
+pub(crate) async fn upkeep<Io: AsyncWrite + Unpin>(io: &mut Io, core: &mut ConsumerConn) {
+    if !core.is_session() {
+        return std::future::pending().await;
+    }
+    if let Transmit::Bytes(bytes) = core.poll_transmit() {
+        match tokio::io::AsyncWriteExt::write(io, bytes).await {
+            Ok(n) => core.handle_written(now(), n),
+            Err(e) => core.handle_write_error(now(), e),
+        }
+        return;
+    }
+    sleep_until(core.poll_upkeep()).await;
+    core.handle_upkeep(now());
+}
+
+impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
+    /// Answers the hello: the table's slot for the session (refused with `session_limit` when the
+    /// table is full), the connection that served it before stopped and finished, then the welcome
+    /// from where the session is (SPEC §10.4, §10.8).
+    pub(crate) async fn handshake(&mut self) -> Result<(), Stop> {
+        let Some(hello) = self.core.session_hello().copied() else {
+            return Ok(());
+        };
+        let Some(table) = self.link.table.clone() else {
+            let notice = Notice::new(
+                "session_unsupported",
+                0,
+                0,
+                "this consumer reads plain streams only",
+            );
+            self.core.reject(now(), notice);
+            return Ok(());
+        };
+        let opened = match table.open(&hello, self.link.conn_id) {
+            Ok(opened) => opened,
+            Err(full) => {
+                let message = format!(
+                    "the consumer's session table is full: {} sessions, each with a connection; \
+                     try again later",
+                    full.max_sessions
+                );
+                tracing::warn!(peer = %self.peer, session = %hello.session, "{message}");
+                let notice = Notice::new(codes::SESSION_LIMIT, 0, 0, message);
+                self.core.reject(now(), notice);
+                return Ok(());
+            }
+        };
+        let conn = self.link.conn_id;
+        let waited = tokio::select! {
+            leased = SessionTable::lease(opened.slot, conn, &hello) => leased,
+            c = crate::driver::control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => {
+                return self.apply(c);
+            }
+        };
+        let (lease, start) = waited;
+        if opened.known {
+            self.stats.add_session_resumed();
+        } else {
+            self.stats.add_session_opened();
+        }
+        tracing::debug!(peer = %self.peer, session = %hello.session, next = start.next,
+            known = opened.known, "session welcomed");
+        let mut holder = lease.slot.watch_holder();
+        holder.borrow_and_update();
+        let _ = self.link.slot.set(lease.slot.clone());
+        self.link.holder = Some(holder);
+        self.link.lease = Some(lease);
+        self.core.accept_session(now(), start);
+        Ok(())
+    }
+
+    /// Reads what the core granted and, in a session, writes its control frames at the same time.
+    pub(crate) async fn read_and_write(&mut self) -> Result<(), Stop> {
+        let deadline = self.core.poll_timeout();
+        let Driver { io, core, .. } = self;
+        let step = poll_fn(|cx| {
+            if let Transmit::Bytes(bytes) = core.poll_transmit() {
+                if let Poll::Ready(r) = Pin::new(&mut *io).poll_write(cx, bytes) {
+                    return Poll::Ready(IoStep::Wrote(r));
+                }
+            }
+            let mut buf = core.read_buf();
+            tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf).map(IoStep::Read)
+        });
+        tokio::select! {
+            step = step => match step {
+                IoStep::Wrote(Ok(n)) => self.core.handle_written(now(), n),
+                IoStep::Wrote(Err(e)) => self.core.handle_write_error(now(), e),
+                IoStep::Read(Ok(n)) => {
+                    self.stats.add_read(n);
+                    self.core.handle_read(now(), n);
+                }
+                IoStep::Read(Err(e)) => self.core.handle_read_error(now(), e),
+            },
+            () = sleep_until(deadline) => self.core.handle_timeout(now()),
+            c = crate::driver::control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => self.apply(c)?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,358 @@
+//! The driver of a session producer (SPEC §10): connects, runs a [`SessionConn`] over the
+//! connection, and when it is lost waits out the backoff and connects again, until the session
+//! is complete or gives up.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use framepipe_flow::socket::{self, SocketOptions};
+use framepipe_flow::{Sampler, Shared, SocketProbe, SocketSet};
+use framepipe_proto::producer::{
+    IoVecs, OutFrame, ProducerSession, SessionConn, SessionConnConfig, SessionEvent, WriteOp,
+};
+use rand::{rngs::SmallRng, RngExt, SeedableRng};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::queue::{FrameSink, SendQueue};
+use crate::session::SessionReport;
+use crate::stats::Stats;
+use crate::Error;
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// Where the driver is.
+enum Phase {
+    /// Waiting for the next attempt (`sleep`).
+    Waiting,
+    Connecting(Connecting),
+    /// Boxed: the core is a few hundred bytes, the other phases a pointer.
+    Running(Box<Running>),
+    Over,
+}
+
+/// A connection and its session core.
+struct Running {
+    io: Shared<TcpStream>,
+    conn: SessionConn,
+}
+
+/// Drives a session to its end. A future: it returns the session's report, or the error that
+/// ended it.
+pub(crate) struct SessionDriver {
+    pub(crate) addr: String,
+    pub(crate) socket: SocketOptions,
+    pub(crate) conn_config: SessionConnConfig,
+    pub(crate) queue: Arc<SendQueue>,
+    pub(crate) stats: Stats,
+    pub(crate) sockets: SocketSet,
+    pub(crate) session: Option<ProducerSession>,
+    phase: Phase,
+    sleep: Pin<Box<Sleep>>,
+    rng: SmallRng,
+    /// The queue has no more frames to give.
+    finished: bool,
+    /// Bytes shown in the `retained` stage.
+    retained_shown: usize,
+    /// Bytes written on the connections before the current one.
+    bytes_before: u64,
+    /// Time from each lost connection to the welcome of the next (SPEC §10.1).
+    pub(crate) outages: Vec<Duration>,
+    _sampler: Sampler,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The session core as the queue's sink: it takes a frame when the retention has room for it.
+struct Retaining<'a> {
+    conn: &'a mut SessionConn,
+    now: Instant,
+}
+
+impl FrameSink for Retaining<'_> {
+    fn admits(&self, len: usize) -> bool {
+        self.conn.wants_frame(len)
+    }
+
+    fn push(&mut self, frame: OutFrame) {
+        self.conn.push_frame(self.now, frame);
+    }
+}
+
+impl SessionDriver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        addr: String,
+        socket: SocketOptions,
+        conn_config: SessionConnConfig,
+        queue: Arc<SendQueue>,
+        stats: Stats,
+        sockets: SocketSet,
+        session: ProducerSession,
+        sampler: Sampler,
+    ) -> Self {
+        let connecting = Self::connect(&addr, socket);
+        SessionDriver {
+            addr,
+            socket,
+            conn_config,
+            queue,
+            stats,
+            sockets,
+            session: Some(session),
+            phase: Phase::Connecting(connecting),
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            rng: SmallRng::from_rng(&mut rand::rng()),
+            finished: false,
+            retained_shown: 0,
+            bytes_before: 0,
+            outages: Vec::new(),
+            _sampler: sampler,
+        }
+    }
+
+    fn connect(addr: &str, socket: SocketOptions) -> Connecting {
+        let addr = addr.to_string();
+        Box::pin(async move { socket::connect(addr.as_str(), &socket).await })
+    }
+
+    /// The session, wherever it is now.
+    fn session(&self) -> &ProducerSession {
+        match &self.phase {
+            Phase::Running(r) => r.conn.session(),
+            _ => self.session.as_ref().expect("held while not running"),
+        }
+    }
+
+    /// The connection attempt or the connection failed: wait for the next attempt, or give up.
+    fn lost(&mut self, error: String) -> Option<Result<SessionReport, Error>> {
+        let now = now();
+        let spread = self.rng.random_range(-1.0..=1.0);
+        let session = self.session.as_mut().expect("given back");
+        match session.next_attempt(now, spread) {
+            Ok(at) => {
+                tracing::warn!(addr = %self.addr, session = %session.id(),
+                    retry_in_ms = at.saturating_duration_since(now).as_millis() as u64,
+                    "session connection lost: {error}");
+                self.sleep.as_mut().reset(at.into());
+                self.phase = Phase::Waiting;
+                None
+            }
+            Err(e) => Some(Err(self.fail(e))),
+        }
+    }
+
+    fn fail(&mut self, source: framepipe_proto::Error) -> Error {
+        self.queue.fail();
+        self.phase = Phase::Over;
+        let s = self.session.as_ref().expect("given back");
+        Error::Session {
+            session: s.id().to_string(),
+            delivered: s.delivered(),
+            unacked: s.unacked(),
+            never_sent: s.never_sent(),
+            source,
+        }
+    }
+
+    /// A connection was made: its session core starts with a hello.
+    fn connected(&mut self, stream: TcpStream) {
+        let io = Shared::new(stream);
+        let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
+        self.sockets.register(probe);
+        let session = self.session.take().expect("held while connecting");
+        let mut conn = SessionConn::new(session, self.conn_config, now());
+        if self.finished {
+            conn.finish(now());
+        }
+        self.phase = Phase::Running(Box::new(Running { io, conn }));
+    }
+
+    /// One pass over a running connection; `true` if anything moved.
+    fn step(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::Running(running) = &mut self.phase else {
+            return false;
+        };
+        let Running { io, conn } = &mut **running;
+        let now = now();
+        let mut progress = false;
+        if !self.finished {
+            let taken = self.queue.take(cx, &mut Retaining { conn, now });
+            if let (Some(at), Some(linger)) = (taken.linger_from, self.queue.linger()) {
+                conn.start_linger(at + linger);
+            }
+            if taken.finished {
+                self.finished = true;
+                conn.finish(now);
+            }
+            progress |= taken.frames > 0 || taken.finished || taken.linger_from.is_some();
+        }
+        let mut iov = IoVecs::new();
+        if conn.poll_transmit(&mut iov) == WriteOp::Write {
+            match Pin::new(&mut *io).poll_write_vectored(cx, iov.as_slices()) {
+                Poll::Ready(Ok(n)) => {
+                    conn.handle_written(now, n);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    conn.handle_write_error(now, e);
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some(buf) = conn.read_buf() {
+            let mut buf = ReadBuf::new(buf);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    conn.handle_read(now, n);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    conn.handle_read_error(now, e);
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some(at) = conn.poll_timeout() {
+            let at = tokio::time::Instant::from_std(at);
+            if self.sleep.deadline() != at {
+                self.sleep.as_mut().reset(at);
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                conn.handle_timeout(now);
+                progress = true;
+            }
+        }
+        self.show();
+        progress
+    }
+
+    /// The `retained` stage, the written counters and the time the last resume took.
+    fn show(&mut self) {
+        let Phase::Running(running) = &mut self.phase else {
+            return;
+        };
+        let conn = &mut running.conn;
+        if let Some(outage) = conn.take_outage() {
+            self.outages.push(outage);
+        }
+        let s = conn.session();
+        let retained = s.retention().bytes();
+        let gauge = self.stats.retained_gauge();
+        if retained > self.retained_shown {
+            gauge.grow(retained - self.retained_shown);
+        } else {
+            gauge.shrink(self.retained_shown - retained);
+        }
+        self.retained_shown = retained;
+        let written_once = s.accepted() - s.never_sent();
+        self.stats
+            .set_written(written_once, self.bytes_before + conn.bytes_written());
+    }
+
+    /// What the running connection's event means for the session.
+    fn on_event(&mut self, event: SessionEvent) -> Option<Result<SessionReport, Error>> {
+        let Phase::Running(_) = &self.phase else {
+            return None;
+        };
+        match event {
+            SessionEvent::FlushBatch => {
+                self.queue.flush_batch();
+                None
+            }
+            SessionEvent::Complete => {
+                let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Over)
+                else {
+                    unreachable!()
+                };
+                let conn = running.conn;
+                self.bytes_before += conn.bytes_written();
+                self.session = Some(conn.into_session());
+                self.stats.monitor().record();
+                Some(Ok(self.report(true)))
+            }
+            SessionEvent::Lost {
+                error,
+                reset,
+                retry,
+            } => {
+                let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Over)
+                else {
+                    unreachable!()
+                };
+                let Running { io, conn } = *running;
+                if reset {
+                    let _ = io.get_ref().reset_on_close();
+                }
+                self.bytes_before += conn.bytes_written();
+                self.session = Some(conn.into_session());
+                drop(io);
+                if retry {
+                    self.lost(error.to_string())
+                } else {
+                    Some(Err(self.fail(error)))
+                }
+            }
+        }
+    }
+
+    pub(crate) fn report(&self, complete: bool) -> SessionReport {
+        SessionReport::new(&self.stats, self.session(), complete, &self.outages)
+    }
+}
+
+impl Future for SessionDriver {
+    type Output = Result<SessionReport, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match &mut this.phase {
+                Phase::Over => return Poll::Pending,
+                Phase::Waiting => {
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.phase = Phase::Connecting(Self::connect(&this.addr, this.socket));
+                }
+                Phase::Connecting(fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(stream)) => this.connected(stream),
+                    Poll::Ready(Err(e)) => {
+                        let error = format!("cannot connect to {}: {e}", this.addr);
+                        if let Some(end) = this.lost(error) {
+                            return Poll::Ready(end);
+                        }
+                    }
+                },
+                Phase::Running(_) => {
+                    let progress = this.step(cx);
+                    let event = match &mut this.phase {
+                        Phase::Running(running) => running.conn.poll_event(),
+                        _ => None,
+                    };
+                    if let Some(event) = event {
+                        if let Some(end) = this.on_event(event) {
+                            return Poll::Ready(end);
+                        }
+                        continue;
+                    }
+                    if !progress {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}

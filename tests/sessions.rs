@@ -1,0 +1,169 @@
+//! Sessions end to end over loopback (SPEC §10): a session producer and a consumer, through the
+//! chaos proxy (`examples/chaos_proxy.rs`) that resets the connection every so many bytes, pauses
+//! it, or partitions the link. Every frame carries its own number (a stamp independent of the
+//! session layer's counters); the handler must see each stamp exactly once, in order.
+
+#[path = "../examples/chaos/mod.rs"]
+mod chaos;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chaos::{Faults, Tally};
+use framepipe::consumer::{Consumer, Delivery, Raw};
+use framepipe::producer::{Producer, SessionReport};
+
+/// A proxy with `faults` in front of `upstream`: its address and its counters.
+async fn proxy(upstream: SocketAddr, faults: Faults) -> (SocketAddr, Arc<Tally>) {
+    chaos::spawn(upstream, faults)
+        .await
+        .expect("a loopback port")
+}
+
+/// Frame `i`: its stamp, padded to about `size` bytes.
+fn stamped(i: u64, size: usize) -> Bytes {
+    let head = format!("{{\"stamp\":{i},\"pad\":\"");
+    let pad = size.saturating_sub(head.len() + 2);
+    Bytes::from(format!("{head}{}\"}}", "x".repeat(pad)))
+}
+
+fn stamp_of(body: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("a stamped frame");
+    v["stamp"].as_u64().expect("a stamp")
+}
+
+/// What the consumer's handler saw: stamps in the order handled, and sequence numbers.
+#[derive(Default)]
+struct Seen {
+    stamps: Vec<u64>,
+    sequences: Vec<u64>,
+}
+
+/// Runs `frames` stamped frames of `size` bytes through a proxy with `faults`; returns the
+/// producer's report, what the handler saw, the proxy's tally and the consumer's snapshot.
+async fn run(
+    frames: u64,
+    size: usize,
+    faults: Faults,
+) -> (
+    SessionReport,
+    Seen,
+    Arc<Tally>,
+    framepipe::consumer::Snapshot,
+) {
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let upstream = consumer.local_addr().unwrap();
+    let stats = consumer.stats();
+    let shutdown = consumer.shutdown_handle();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let handler_seen = seen.clone();
+    let served = tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
+        let seen = handler_seen.clone();
+        async move {
+            let mut s = seen.lock().unwrap();
+            s.stamps.push(stamp_of(&d.item));
+            s.sequences.push(d.sequence.expect("a session frame"));
+        }
+    }));
+    let (addr, tally) = proxy(upstream, faults).await;
+    let bodies = (0..frames).map(move |i| stamped(i, size));
+    let report = Producer::builder()
+        .session(addr.to_string())
+        .reconnect_timeout(Duration::from_secs(30))
+        .send_raw(futures::stream::iter(bodies))
+        .await
+        .expect("the session completes");
+    shutdown.shutdown();
+    served.await.unwrap();
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    (report, seen, tally, stats.snapshot())
+}
+
+fn assert_exactly_once(n: u64, report: &SessionReport, seen: &Seen) {
+    let all: Vec<u64> = (0..n).collect();
+    assert_eq!(seen.stamps.len() as u64, n, "frames handled");
+    assert_eq!(seen.stamps, all, "every stamp once, in order");
+    assert_eq!(seen.sequences, all, "sequence numbers follow the stamps");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        (report.delivered, report.unacked, report.never_sent),
+        (n, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_faults_one_connection_delivers_everything_once() {
+    let (report, seen, _tally, snap) = run(2_000, 200, Faults::default()).await;
+    assert_exactly_once(2_000, &report, &seen);
+    assert_eq!((report.connections, report.resumes), (1, 0));
+    assert_eq!(snap.sessions, 1);
+    assert_eq!(snap.duplicates_dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_every_64_kib_lose_and_duplicate_nothing() {
+    let faults = Faults {
+        reset_every: Some(64 * 1024),
+        jitter: 0.5,
+        seed: 12,
+        ..Faults::default()
+    };
+    let (report, seen, tally, snap) = run(4_000, 300, faults).await;
+    assert_exactly_once(4_000, &report, &seen);
+    let resets = tally.resets.load(Relaxed);
+    eprintln!(
+        "resets {resets}, connections {}, resumes {}, resent {}, duplicates dropped {}, resume {:?}",
+        report.connections, report.resumes, report.resent, snap.duplicates_dropped, report.resume_times
+    );
+    assert!(resets >= 10, "resets injected: {resets}");
+    assert_eq!(report.resumes, report.connections - 1);
+    assert!(
+        report.resumes >= resets.min(report.connections),
+        "{report:?}"
+    );
+    assert_eq!(snap.session_resumes, report.resumes);
+    let times = report.resume_times.expect("resumes were timed");
+    assert_eq!(times.count as u64, report.resumes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_of_the_link_slow_the_session_and_lose_nothing() {
+    let faults = Faults {
+        pause_every: Some(32 * 1024),
+        pause: Duration::from_millis(30),
+        seed: 3,
+        ..Faults::default()
+    };
+    let (report, seen, tally, _snap) = run(3_000, 200, faults).await;
+    assert_exactly_once(3_000, &report, &seen);
+    assert!(tally.pauses.load(Relaxed) >= 10);
+}
+
+/// A 5 s partition in the middle of a throttled run: the producer's attempts are refused until it
+/// ends, then the session resumes where the consumer is (SPEC §10.1: the attempts 100 ms, 250 ms,
+/// 500 ms, 1 s, 2.5 s, 5 s after the loss put the resume about 9.4 s after it). About 12 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_second_partition_is_outlasted_and_nothing_is_lost() {
+    let faults = Faults {
+        rate: Some(400_000),
+        partition_every: Some(Duration::from_millis(800)),
+        partition_for: Duration::from_secs(5),
+        partitions: Some(1),
+        seed: 5,
+        ..Faults::default()
+    };
+    let started = std::time::Instant::now();
+    let (report, seen, tally, _snap) = run(10_000, 200, faults).await;
+    assert_exactly_once(10_000, &report, &seen);
+    assert!(tally.partitions.load(Relaxed) >= 1);
+    assert!(report.resumes >= 1, "{report:?}");
+    let times = report.resume_times.expect("timed");
+    eprintln!("partition: {report:?} in {:?}", started.elapsed());
+    assert!(
+        times.max_ms >= 5_000.0,
+        "the resume waited out the partition: {times:?}"
+    );
+}
