@@ -54,6 +54,21 @@ async fn run(
     Arc<Tally>,
     framepipe::consumer::Snapshot,
 ) {
+    run_slow(frames, size, faults, Duration::ZERO).await
+}
+
+/// Like [`run`], with a handler that takes `delay` per frame.
+async fn run_slow(
+    frames: u64,
+    size: usize,
+    faults: Faults,
+    delay: Duration,
+) -> (
+    SessionReport,
+    Seen,
+    Arc<Tally>,
+    framepipe::consumer::Snapshot,
+) {
     let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
     let upstream = consumer.local_addr().unwrap();
     let stats = consumer.stats();
@@ -63,6 +78,9 @@ async fn run(
     let served = tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
         let seen = handler_seen.clone();
         async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut s = seen.lock().unwrap();
             s.stamps.push(stamp_of(&d.item));
             s.sequences.push(d.sequence.expect("a session frame"));
@@ -97,6 +115,10 @@ fn assert_exactly_once(n: u64, report: &SessionReport, seen: &Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_faults_one_connection_delivers_everything_once() {
     let (report, seen, _tally, snap) = run(2_000, 200, Faults::default()).await;
+    eprintln!(
+        "no faults: acks {}, connections {}",
+        report.acks, report.connections
+    );
     assert_exactly_once(2_000, &report, &seen);
     assert_eq!((report.connections, report.resumes), (1, 0));
     assert_eq!(snap.sessions, 1);
@@ -166,4 +188,24 @@ async fn a_five_second_partition_is_outlasted_and_nothing_is_lost() {
         times.max_ms >= 5_000.0,
         "the resume waited out the partition: {times:?}"
     );
+}
+
+/// A slow handler (2 ms a frame) keeps a queue of frames when the connection is reset: the next
+/// connection is welcomed only once they are handled, and nothing is handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_with_a_slow_handler_hand_nothing_on_twice() {
+    let faults = Faults {
+        reset_every: Some(2 * 1024 * 1024),
+        jitter: 0.1,
+        seed: 9,
+        ..Faults::default()
+    };
+    let (report, seen, tally, snap) = run_slow(600, 20_000, faults, Duration::from_millis(2)).await;
+    eprintln!(
+        "slow: resets {}, handled {}, {report:?}, dup {}",
+        tally.resets.load(Relaxed),
+        seen.stamps.len(),
+        snap.duplicates_dropped
+    );
+    assert_exactly_once(600, &report, &seen);
 }

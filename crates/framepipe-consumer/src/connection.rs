@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::delivery::Held;
 use crate::driver::{AppCmd, DriverEnd, Msg};
-use crate::sessions::Slot;
+use crate::sessions::Lease;
 use crate::stats::Stats;
 use crate::{ConnectionInfo, Delivery, Error, Mode};
 
@@ -40,7 +40,7 @@ pub struct Connection<M: Mode> {
     next: (u64, u64),
     /// The connection's session once its hello is answered (SPEC §10): what the application has
     /// handled is recorded there, and acknowledged from there.
-    session: Arc<OnceLock<Arc<Slot>>>,
+    session: Arc<OnceLock<Lease>>,
     /// Sequence number of the last frame yielded in a session, not yet known to be handled.
     yielded: Option<u64>,
 }
@@ -64,7 +64,7 @@ impl<M: Mode> Connection<M> {
         stats: Stats,
         app: mpsc::UnboundedSender<AppCmd>,
         driver: JoinHandle<DriverEnd>,
-        session: Arc<OnceLock<Arc<Slot>>>,
+        session: Arc<OnceLock<Lease>>,
     ) -> Self {
         Connection {
             info,
@@ -166,8 +166,8 @@ impl<M: Mode> Stream for Connection<M> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if let Some(seq) = this.yielded.take() {
-            if let Some(slot) = this.session.get() {
-                slot.set_handled(seq);
+            if let Some(lease) = this.session.get() {
+                lease.slot.set_handled(seq);
             }
         }
         let msg = match this.rx.poll_recv(cx) {

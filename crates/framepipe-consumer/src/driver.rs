@@ -139,6 +139,9 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     pub(crate) async fn run(mut self) -> DriverEnd {
         self.drive().await;
         self.stats.add_duplicates(self.core.duplicates());
+        if self.core.lost() {
+            tracing::debug!(peer = %self.peer, "session connection lost; the producer resumes it");
+        }
         self.stats.connection_closed();
         DriverEnd {
             dropped: self.dropped,

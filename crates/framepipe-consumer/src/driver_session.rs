@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::driver::{now, sleep_until, Driver, Stop};
-use crate::sessions::{Lease, SessionTable, Slot};
+use crate::sessions::{Lease, SessionTable};
 
 /// A connection's link to the session table.
 #[derive(Debug, Default)]
@@ -23,11 +23,11 @@ pub(crate) struct SessionLink {
     pub(crate) table: Option<SessionTable>,
     /// The connection's id, as the table knows it.
     pub(crate) conn_id: u64,
-    /// The session's slot once the hello is answered, shared with the application's side, which
-    /// records what it handled there.
-    pub(crate) slot: Arc<OnceLock<Arc<Slot>>>,
-    /// Held while this connection serves the session.
-    pub(crate) lease: Option<Lease>,
+    /// The connection's hold on its session once the hello is answered, shared with the
+    /// application's side, which records there what it handled. The hold is let go when both the
+    /// driver and the application's side are gone, so the next connection of the session begins
+    /// only after every frame of this one was handled (SPEC §10.8).
+    pub(crate) slot: Arc<OnceLock<Lease>>,
     /// Changes when another connection takes the session over.
     pub(crate) holder: Option<watch::Receiver<u64>>,
 }
@@ -36,7 +36,7 @@ impl SessionLink {
     /// Waits until the application has handled more frames of the session, or until another
     /// connection takes the session over; pending for ever on a plain connection.
     pub(crate) async fn changed(&mut self) -> SessionChange {
-        let (Some(lease), Some(holder)) = (&self.lease, &mut self.holder) else {
+        let (Some(lease), Some(holder)) = (self.slot.get(), &mut self.holder) else {
             return std::future::pending().await;
         };
         let me = self.conn_id;
@@ -52,7 +52,7 @@ impl SessionLink {
 
     /// Every frame below this was handled (0 before the hello is answered).
     pub(crate) fn handled(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| l.slot.handled())
+        self.slot.get().map(|l| l.slot.handled())
     }
 }
 
@@ -140,9 +140,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             known = opened.known, "session welcomed");
         let mut holder = lease.slot.watch_holder();
         holder.borrow_and_update();
-        let _ = self.link.slot.set(lease.slot.clone());
         self.link.holder = Some(holder);
-        self.link.lease = Some(lease);
+        let _ = self.link.slot.set(lease);
         self.core.accept_session(now(), start);
         Ok(())
     }

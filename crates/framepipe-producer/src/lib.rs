@@ -62,4 +62,4 @@ pub use error::Error;
 pub use framepipe_flow::{PeerAddr, Shared, DEFAULT_SAMPLE_INTERVAL};
 pub use sender::{Permit, RawPermit, RawSender, Sender};
 pub use session::{ResumeTimes, Session, SessionReport};
-pub use stats::{Report, Snapshot, Stats};
+pub use stats::{Report, SessionProgress, Snapshot, Stats};

@@ -22,7 +22,7 @@ use tokio::time::Sleep;
 
 use crate::queue::{FrameSink, SendQueue};
 use crate::session::SessionReport;
-use crate::stats::Stats;
+use crate::stats::{SessionProgress, Stats};
 use crate::Error;
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -65,6 +65,20 @@ pub(crate) struct SessionDriver {
     /// Time from each lost connection to the welcome of the next (SPEC §10.1).
     pub(crate) outages: Vec<Duration>,
     _sampler: Sampler,
+}
+
+/// A session's progress, for [`Stats::session_progress`].
+fn progress(s: &ProducerSession) -> SessionProgress {
+    let counts = s.counts();
+    SessionProgress {
+        accepted: s.accepted(),
+        delivered: s.delivered(),
+        unacked: s.unacked(),
+        never_sent: s.never_sent(),
+        connections: counts.connections,
+        reconnects: counts.reconnects,
+        resumes: counts.resumes,
+    }
 }
 
 fn now() -> Instant {
@@ -137,7 +151,9 @@ impl SessionDriver {
         let now = now();
         let spread = self.rng.random_range(-1.0..=1.0);
         let session = self.session.as_mut().expect("given back");
-        match session.next_attempt(now, spread) {
+        let result = session.next_attempt(now, spread);
+        self.stats.set_session_progress(progress(session));
+        match result {
             Ok(at) => {
                 tracing::warn!(addr = %self.addr, session = %session.id(),
                     retry_in_ms = at.saturating_duration_since(now).as_millis() as u64,
@@ -259,6 +275,7 @@ impl SessionDriver {
         let written_once = s.accepted() - s.never_sent();
         self.stats
             .set_written(written_once, self.bytes_before + conn.bytes_written());
+        self.stats.set_session_progress(progress(s));
     }
 
     /// What the running connection's event means for the session.

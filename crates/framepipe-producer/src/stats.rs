@@ -31,6 +31,27 @@ struct Inner {
     writing: StageGauge,
     retained: StageGauge,
     monitor: Monitor,
+    /// A session's progress, kept up to date by its driver (SPEC §10).
+    session: std::sync::Mutex<Option<SessionProgress>>,
+}
+
+/// Where a session is, as its driver last saw it ([`Stats::session_progress`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SessionProgress {
+    /// Frames accepted into the session.
+    pub accepted: u64,
+    /// Frames the consumer acknowledged: handled.
+    pub delivered: u64,
+    /// Frames written at least once and not acknowledged.
+    pub unacked: u64,
+    /// Frames accepted and never written.
+    pub never_sent: u64,
+    /// Connections welcomed.
+    pub connections: u64,
+    /// Connections lost, or attempts failed, after which the session tried again.
+    pub reconnects: u64,
+    /// Connections that resumed the session.
+    pub resumes: u64,
 }
 
 /// One reading of [`Stats`]. Serializes to JSON.
@@ -94,6 +115,7 @@ impl Stats {
                 writing,
                 retained,
                 monitor,
+                session: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -162,6 +184,17 @@ impl Stats {
 
     pub(crate) fn writing_gauge(&self) -> &StageGauge {
         &self.inner.writing
+    }
+
+    /// A session's progress (`None` for a plain connection): what the consumer acknowledged, what
+    /// waits for an ack, what was never sent, and the reconnects so far. Readable while the session
+    /// runs and after it was abandoned.
+    pub fn session_progress(&self) -> Option<SessionProgress> {
+        *self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_session_progress(&self, progress: SessionProgress) {
+        *self.inner.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress);
     }
 
     pub(crate) fn retained_gauge(&self) -> &StageGauge {

@@ -55,8 +55,21 @@ impl ConsumerConn {
         self.arm_heartbeat(now);
     }
 
-    /// Writing failed: the producer cannot be told; the connection closes.
+    /// Writing failed: the producer cannot be told; the connection closes. In a session, whose
+    /// acks are written while frames are read, the connection is lost instead: nothing more is read
+    /// or written, the frames read are still handed on, and the producer resumes on another
+    /// connection (SPEC §10.6.4).
     pub fn handle_write_error(&mut self, _now: Instant, _err: io::Error) {
+        if let Some(s) = &mut self.session {
+            s.stop_writing();
+        }
+        let reading = matches!(self.state, State::Reading | State::Finishing);
+        if reading && self.session_lost_quietly() {
+            return self.end_input(None);
+        }
+        if self.state == State::Flushing && self.session.is_some() {
+            return; // the application finishes its frames; then the connection closes
+        }
         self.timers.clear();
         self.state = State::Closed;
     }

@@ -381,6 +381,8 @@ impl ConsumerConn {
         if self.eof {
             match self.framer.check_eof(self.rbuf.bytes_mut()) {
                 Ok(()) => self.end_input(None),
+                // A session's frame cut short arrives again on the next connection (SPEC §10.6.4).
+                Err(_) if self.session_lost_quietly() => self.end_input(None),
                 Err(e) => self.fail(Error::Frame(e), false),
             }
         } else if self.state == State::Finishing && !self.framer.mid_frame(self.rbuf.bytes()) {
@@ -392,6 +394,11 @@ impl ConsumerConn {
     /// Reading failed: the connection ends without a notice, after the frames before.
     pub fn handle_read_error(&mut self, _now: Instant, err: io::Error) {
         self.granted = 0;
+        let reading = matches!(self.state, State::Reading | State::Finishing);
+        // SPEC §10.6.4: a session's connection lost is resumed on another: no error to report.
+        if reading && self.session_lost_quietly() {
+            return self.end_input(None);
+        }
         match self.state {
             State::Reading | State::Finishing => self.fail(Error::Io(err), false),
             State::Draining => self.state = State::Closed,

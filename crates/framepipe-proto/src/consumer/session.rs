@@ -50,9 +50,13 @@ pub(super) struct SessionPart {
     acked: u64,
     /// The producer said goodbye: the session ends once its frames are handled.
     goodbye: bool,
+    /// The connection was lost before the goodbye.
+    lost: bool,
     /// Control frames to write, and how much of them is written.
     out: BytesMut,
     out_done: usize,
+    /// A write failed: nothing more is written.
+    write_failed: bool,
 }
 
 impl SessionPart {
@@ -67,8 +71,10 @@ impl SessionPart {
             handled: 0,
             acked: 0,
             goodbye: false,
+            lost: false,
             out: BytesMut::new(),
             out_done: 0,
+            write_failed: false,
         }
     }
 
@@ -90,7 +96,17 @@ impl SessionPart {
         }
     }
 
+    /// A write failed: what is queued is dropped and nothing more is queued.
+    pub(super) fn stop_writing(&mut self) {
+        self.write_failed = true;
+        self.out.clear();
+        self.out_done = 0;
+    }
+
     fn push(&mut self, control: Control) {
+        if self.write_failed {
+            return;
+        }
         control
             .encode(&mut self.out)
             .expect("a control frame made here always encodes");
@@ -189,6 +205,25 @@ impl ConsumerConn {
         self.events.push_back(Event::Failed(err));
         self.end_input(notice);
         false
+    }
+
+    /// A welcomed session connection ends quietly when its transport fails or ends mid-frame: the
+    /// producer resumes on a new connection, so this is no error (SPEC §10.6.4). Counted in
+    /// [`lost`](Self::lost).
+    pub(super) fn session_lost_quietly(&mut self) -> bool {
+        match &mut self.session {
+            Some(s) if s.accepted => {
+                s.lost = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The session's connection was lost (a reset, an end of stream without a goodbye or mid-frame)
+    /// and ended quietly, for the producer to resume.
+    pub fn lost(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.lost)
     }
 
     /// Whether the connection is a session's (its first byte was a hello's).
