@@ -10,7 +10,7 @@ mod support;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -19,9 +19,10 @@ use framepipe::consumer::{
     Validate,
 };
 use framepipe::reference::Record;
+use support::stamp::{stamp_of, Stamped, Verifier, VerifyCounts};
 use support::{
-    parse_interval, parse_size, parse_timeout, stats_line, ConsumerCounts, Signals, Summary,
-    Timeout, EXIT_FORCED, EXIT_INTERRUPTED,
+    parse_interval, parse_size, parse_timeout, stats_line, ConsumerCounts, ConsumerSessionCounts,
+    Signals, Summary, Timeout, EXIT_FORCED, EXIT_INTERRUPTED,
 };
 
 /// Accept framepipe connections and handle their frames, optionally slowed down on purpose.
@@ -32,7 +33,8 @@ use support::{
 /// notice naming the first frame not read); a second signal, or --shutdown-timeout, forces it.
 ///
 /// Exit status: 0 every connection ended cleanly; 2 cannot listen (or invalid settings); 3 at least
-/// one connection ended on an error (each is logged once with its peer address); 130 stopped by a
+/// one connection ended on an error (each is logged once with its peer address), or --verify found
+/// a stamp missing, repeated or out of order; 130 stopped by a
 /// signal after a clean drain (nothing read was left unhandled); 131 stopped by a signal and the
 /// drain was forced (second signal or --shutdown-timeout): frames read were left unhandled. 131
 /// wins over 3, and 3 over 130.
@@ -118,6 +120,12 @@ struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "SECS")]
     stats_interval: Duration,
 
+    /// Check the stamps of `producer --stamp` frames (`{"stamp":N,"records":[...]}`, from one
+    /// producer): the summary counts stamps missing, duplicated and out of order, independently of
+    /// the session layer's own counters. Works in every --mode.
+    #[arg(long)]
+    verify: bool,
+
     /// Print the summary as one JSON object on stdout as well.
     #[arg(long)]
     summary_json: bool,
@@ -201,29 +209,63 @@ async fn main() -> ExitCode {
     ));
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
     let records = Arc::new(AtomicU64::new(0));
+    let verifier = Arc::new(Mutex::new(Verifier::default()));
     let fail_every = args.fail_every;
-    let report = match args.mode {
-        ModeArg::Typed => {
+    let seen = verifier.clone();
+    let see = move |stamp| seen.lock().unwrap_or_else(|e| e.into_inner()).see(stamp);
+    let report = match (args.mode, args.verify) {
+        (ModeArg::Typed, false) => {
             let records = records.clone();
             serve(consumer, Json::<Vec<Record>>::new(), fail_every, move |b| {
                 records.fetch_add(b.len() as u64, Relaxed);
             })
             .await
         }
-        ModeArg::Raw => serve(consumer, Raw, fail_every, |_| {}).await,
-        ModeArg::Validate => serve(consumer, Validate, fail_every, |_| {}).await,
+        (ModeArg::Typed, true) => {
+            let records = records.clone();
+            serve(consumer, Json::<Stamped>::new(), fail_every, move |b| {
+                records.fetch_add(b.records.len() as u64, Relaxed);
+                see(Some(b.stamp));
+            })
+            .await
+        }
+        (ModeArg::Raw, verify) => {
+            serve(consumer, Raw, fail_every, move |b| {
+                if verify {
+                    see(stamp_of(&b));
+                }
+            })
+            .await
+        }
+        (ModeArg::Validate, verify) => {
+            serve(consumer, Validate, fail_every, move |b| {
+                if verify {
+                    see(stamp_of(&b));
+                }
+            })
+            .await
+        }
     };
+    let verified = args
+        .verify
+        .then(|| verifier.lock().unwrap_or_else(|e| e.into_inner()).counts());
     reporter.abort();
     watcher.abort();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let records = (args.mode == ModeArg::Typed).then(|| records.load(Relaxed));
-    finish(&args, &report, records, interrupted.load(Relaxed))
+    finish(&args, &report, records, verified, interrupted.load(Relaxed))
 }
 
 /// Prints the summary and picks the exit status.
-fn finish(args: &Args, report: &Report, records: Option<u64>, interrupted: bool) -> ExitCode {
+fn finish(
+    args: &Args,
+    report: &Report,
+    records: Option<u64>,
+    verified: Option<VerifyCounts>,
+    interrupted: bool,
+) -> ExitCode {
     let s = &report.snapshot;
     let failed: Vec<_> = report
         .connections
@@ -261,7 +303,15 @@ fn finish(args: &Args, report: &Report, records: Option<u64>, interrupted: bool)
         handler_errors: s.handler_errors,
         shutdown_forced: forced,
         shutdown_secs: report.shutdown.map(|s| s.secs),
-    });
+    })
+    .consumer_session(
+        ConsumerSessionCounts {
+            sessions: s.sessions,
+            resumes: s.session_resumes,
+            duplicates_dropped: s.duplicates_dropped,
+        },
+        verified,
+    );
     eprintln!("{}", summary.human());
     if args.summary_json {
         println!(
@@ -272,13 +322,19 @@ fn finish(args: &Args, report: &Report, records: Option<u64>, interrupted: bool)
     if let Some(e) = &error {
         eprintln!("consumer: error: {e}");
     }
+    let bad_stamps = verified.is_some_and(|v| {
+        v.stamps_missing + v.stamps_duplicated + v.stamps_out_of_order + v.frames_unstamped > 0
+    });
+    if bad_stamps {
+        eprintln!("consumer: error: --verify: the stamps are not every number once, in order");
+    }
     if forced {
         eprintln!(
             "consumer: the shutdown was forced: {} frames read were not handled",
             s.frames_unhandled
         );
         ExitCode::from(EXIT_FORCED)
-    } else if error.is_some() {
+    } else if error.is_some() || bad_stamps {
         ExitCode::from(3)
     } else if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use framepipe::producer::{Error, Report, Sender};
+use framepipe::producer::{Error, Report, Sender, Session, SessionReport};
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 use serde::Serialize;
@@ -104,5 +104,73 @@ pub async fn close<T: 'static>(
                 };
             }
         }
+    }
+}
+
+/// How a session ended ([`send_session`]).
+#[derive(Debug)]
+pub struct SessionEnd {
+    /// The session's outcome; `None` if it was abandoned (a second signal, or the shutdown
+    /// timeout after the first).
+    pub result: Option<Result<SessionReport, Error>>,
+    /// A signal came.
+    pub interrupted: bool,
+    /// The session was abandoned before it ended.
+    pub forced: bool,
+}
+
+/// Sends `source` in `session` (SPEC §10). The first signal stops taking items from the source:
+/// the session sends what it took and waits for every acknowledgement, for up to `timeout`; a second
+/// signal, or the timeout, abandons it (the session's `Stats::session_progress` then says what was
+/// delivered, unacknowledged and never sent).
+pub async fn send_session<T: Serialize>(
+    who: &str,
+    session: Session,
+    source: impl Stream<Item = T>,
+    signals: &mut Signals,
+    timeout: Duration,
+) -> SessionEnd {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    let mut sending = std::pin::pin!(session.send_json(source.take_until(stopped)));
+    let mut give_up: Option<tokio::time::Instant> = None;
+    let (mut interrupted, mut forced) = (false, false);
+    let result = loop {
+        let deadline = async {
+            match give_up {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut sending => break Some(result),
+            name = signals.recv() => {
+                if interrupted {
+                    tracing::warn!("{who}: {name} again: abandoning the session");
+                    forced = true;
+                    break None;
+                }
+                interrupted = true;
+                give_up = Some(tokio::time::Instant::now() + timeout);
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                tracing::info!(
+                    "{who}: {name}: no more frames taken from the source; sending those taken and \
+                     waiting for their acknowledgement, for up to {timeout:?} (send it again to \
+                     force)"
+                );
+            }
+            () = deadline => {
+                tracing::warn!("{who}: --shutdown-timeout ran out: abandoning the session");
+                forced = true;
+                break None;
+            }
+        }
+    };
+    SessionEnd {
+        result,
+        interrupted,
+        forced,
     }
 }

@@ -4,6 +4,7 @@
 
 mod closing;
 mod signals;
+pub mod stamp;
 mod summary;
 
 use std::io::{IsTerminal, Write};
@@ -13,9 +14,11 @@ use framepipe::flow::{FlowSnapshot, StageSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
-pub use closing::{close, feed, Closed};
+pub use closing::{close, feed, send_session, Closed, SessionEnd};
 pub use signals::{Signals, EXIT_FORCED, EXIT_INTERRUPTED};
-pub use summary::{ConsumerCounts, ProducerCounts, Summary};
+pub use summary::{
+    ConsumerCounts, ConsumerSessionCounts, ProducerCounts, ProducerSessionCounts, Summary,
+};
 
 /// Parses a byte count: `4194304`, `4MiB`, `4M`, `512KiB`, `1GiB` (K/M/G are binary multiples).
 pub fn parse_size(s: &str) -> Result<usize, String> {

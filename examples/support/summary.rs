@@ -3,6 +3,7 @@
 use framepipe::flow::{FlowSnapshot, StageSnapshot};
 use serde::Serialize;
 
+use super::stamp::VerifyCounts;
 use super::{mb, mib, thousands};
 
 /// The `--summary-json` object: one per run (the demo prints one per side).
@@ -36,6 +37,40 @@ pub struct Summary {
     /// The producer's counts, at the top level of the JSON object.
     #[serde(flatten)]
     pub producer: Option<ProducerCounts>,
+    /// A session producer's counts (SPEC §10), at the top level; absent with `--plain`.
+    #[serde(flatten)]
+    pub producer_session: Option<ProducerSessionCounts>,
+    /// The consumer's session counts (0 when no producer used a session).
+    #[serde(flatten)]
+    pub consumer_session: Option<ConsumerSessionCounts>,
+    /// `consumer --verify`: what the stamps say.
+    #[serde(flatten)]
+    pub verify: Option<VerifyCounts>,
+}
+
+/// What a session producer's frames became. `pulled` items were taken from the source; of the
+/// frames made from them, `delivered` were acknowledged (handled by the consumer), `unacked` were
+/// written and not acknowledged, `never_sent` (in the producer's counts) never written.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProducerSessionCounts {
+    pub session: String,
+    pub pulled: u64,
+    pub delivered: u64,
+    pub unacked: u64,
+    pub connections: u64,
+    pub reconnects: u64,
+    pub resumes: u64,
+    /// Time to resume after a lost connection: median and 99th percentile, in ms.
+    pub resume_p50_ms: Option<f64>,
+    pub resume_p99_ms: Option<f64>,
+}
+
+/// A consumer's sessions: begun here, resumed here, and frames that arrived again and were dropped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerSessionCounts {
+    pub sessions: u64,
+    pub resumes: u64,
+    pub duplicates_dropped: u64,
 }
 
 /// What a consumer did with the frames it read. They add up: `frames_read` = `frames_handled` +
@@ -118,6 +153,9 @@ impl Summary {
             interrupted: false,
             consumer: None,
             producer: None,
+            producer_session: None,
+            consumer_session: None,
+            verify: None,
         }
     }
 
@@ -130,6 +168,23 @@ impl Summary {
     /// Adds the consumer's counts.
     pub fn consumer(mut self, counts: ConsumerCounts) -> Summary {
         self.consumer = Some(counts);
+        self
+    }
+
+    /// Adds a session producer's counts.
+    pub fn producer_session(mut self, counts: ProducerSessionCounts) -> Summary {
+        self.producer_session = Some(counts);
+        self
+    }
+
+    /// Adds the consumer's session counts and, with `--verify`, the stamps'.
+    pub fn consumer_session(
+        mut self,
+        counts: ConsumerSessionCounts,
+        verify: Option<VerifyCounts>,
+    ) -> Summary {
+        self.consumer_session = Some(counts);
+        self.verify = verify;
         self
     }
 
@@ -198,12 +253,53 @@ impl Summary {
                 },
             );
         }
+        out += &self.session_lines();
         out += &format!("\n  errors: {}", self.errors);
         if let Some(e) = &self.error {
             out += &format!(" ({e})");
         }
         if self.interrupted {
             out += &self.shutdown_line();
+        }
+        out
+    }
+
+    /// The session and stamp lines, where there are any.
+    fn session_lines(&self) -> String {
+        let mut out = String::new();
+        if let Some(p) = &self.producer_session {
+            out += &format!(
+                "\n  session {}: {} pulled, {} delivered (acknowledged), {} unacknowledged; \
+                 {} connections, {} reconnects, {} resumes",
+                p.session,
+                thousands(p.pulled),
+                thousands(p.delivered),
+                thousands(p.unacked),
+                p.connections,
+                p.reconnects,
+                p.resumes,
+            );
+            if let (Some(p50), Some(p99)) = (p.resume_p50_ms, p.resume_p99_ms) {
+                out += &format!("; time to resume p50 {p50:.0} ms, p99 {p99:.0} ms");
+            }
+        }
+        if let Some(c) = &self.consumer_session {
+            out += &format!(
+                "\n  sessions: {} begun, {} resumed; {} duplicate frames dropped",
+                c.sessions,
+                c.resumes,
+                thousands(c.duplicates_dropped)
+            );
+        }
+        if let Some(v) = &self.verify {
+            out += &format!(
+                "\n  stamps: {} seen, {} missing, {} duplicated, {} out of order, {} frames unstamped",
+                thousands(v.stamps_seen),
+                thousands(v.stamps_missing),
+                thousands(v.stamps_duplicated),
+                thousands(v.stamps_out_of_order),
+                thousands(v.frames_unstamped),
+            );
         }
         out
     }
