@@ -1,0 +1,156 @@
+//! A session across a consumer process killed with SIGKILL and started again on the same port (SPEC
+//! §10.4.2): the producer reconnects with backoff and resumes where the consumer last acknowledged.
+//! Without a session store that is at-least-once: nothing is lost, and the frames the dead process
+//! handled without acknowledging them are handled again by the new one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use framepipe::consumer::{Consumer, Delivery, Raw};
+use framepipe::producer::Producer;
+
+const FRAMES: u64 = 3_000;
+
+/// Not a test: the consumer, in a child process (this test binary re-executed), listening on
+/// `FRAMEPIPE_SESSION_CHILD` (an address; port 0 picks one). Prints its address, then `STAMP n` as
+/// each frame's handler returns.
+#[test]
+#[ignore = "run in a child process by a_consumer_killed_and_restarted_loses_nothing"]
+fn session_consumer_child() {
+    let Some(addr) = std::env::var_os("FRAMEPIPE_SESSION_CHILD") else {
+        return;
+    };
+    let addr = addr.into_string().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let consumer = Consumer::builder().bind(addr.as_str()).await.unwrap();
+        println!("ADDR {}", consumer.local_addr().unwrap());
+        consumer
+            .serve(Raw, |d: Delivery<Bytes>| async move {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+                let text = std::str::from_utf8(&d.item).unwrap();
+                println!(
+                    "STAMP {}",
+                    text.trim_start_matches('[').trim_end_matches(']')
+                );
+            })
+            .await;
+    });
+}
+
+/// Starts a child consumer on `addr`; its stdout lines arrive on the returned channel.
+fn child(addr: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "session_consumer_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .args(["--test-threads", "1"])
+        .env("FRAMEPIPE_SESSION_CHILD", addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("re-run this test binary as the consumer");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+/// The child's address, from its first lines.
+fn address(lines: &mpsc::Receiver<String>) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child speaks");
+        if let Some((_, a)) = line.split_once("ADDR ") {
+            return a.trim().to_owned();
+        }
+    }
+}
+
+fn stamp(line: &str) -> Option<u64> {
+    line.split_once("STAMP ")?.1.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_and_restarted_loses_nothing() {
+    let (mut first, first_lines) = child("127.0.0.1:0");
+    let addr = address(&first_lines);
+    let bodies = (0..FRAMES).map(|i| Bytes::from(format!("[{i}]")));
+    let producer = tokio::spawn(
+        Producer::builder()
+            .session(addr.clone())
+            .reconnect_timeout(Duration::from_secs(30))
+            .send_raw(futures::stream::iter(bodies)),
+    );
+    // Let the first consumer handle some, then kill it mid-stream.
+    let mut before = Vec::new();
+    while before.len() < 500 {
+        let line =
+            tokio::task::block_in_place(|| first_lines.recv_timeout(Duration::from_secs(20)))
+                .expect("the first consumer handles frames");
+        before.extend(stamp(&line));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    before.extend(first_lines.try_iter().filter_map(|l| stamp(&l)));
+    let (mut second, second_lines) = child(&addr);
+    assert_eq!(address(&second_lines), addr, "the same port");
+    let report = tokio::time::timeout(Duration::from_secs(60), producer)
+        .await
+        .expect("the session completes")
+        .unwrap()
+        .expect("the session completes");
+    // The second consumer has handled everything once the producer has its goodbye.
+    let mut after = Vec::new();
+    while after.last() != Some(&(FRAMES - 1)) {
+        let line =
+            tokio::task::block_in_place(|| second_lines.recv_timeout(Duration::from_secs(20)))
+                .expect("the second consumer handles frames");
+        after.extend(stamp(&line));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(
+        before,
+        (0..before.len() as u64).collect::<Vec<_>>(),
+        "in order"
+    );
+    let resumed_at = after[0];
+    assert_eq!(after, (resumed_at..FRAMES).collect::<Vec<_>>(), "in order");
+    assert!(
+        resumed_at <= before.len() as u64,
+        "nothing lost between the two"
+    );
+    let again = before.len() as u64 - resumed_at;
+    eprintln!(
+        "restart: the first consumer handled {}, the second resumed at {resumed_at} ({again} handled \
+         again); producer: {} connections, {} reconnects, {} resumes, resume {:?}",
+        before.len(),
+        report.connections,
+        report.reconnects,
+        report.resumes,
+        report.resume_times
+    );
+    assert!(report.complete);
+    assert_eq!(
+        (report.delivered, report.unacked, report.never_sent),
+        (FRAMES, 0, 0)
+    );
+    assert_eq!(report.resumes, 1);
+}
