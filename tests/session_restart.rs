@@ -9,7 +9,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use framepipe::consumer::{Consumer, Delivery, Raw};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use framepipe::codec::session::SessionId;
+use framepipe::consumer::{Consumer, Delivery, Raw, SessionStore};
 use framepipe::producer::Producer;
 
 const FRAMES: u64 = 3_000;
@@ -45,15 +49,120 @@ fn session_consumer_child() {
     });
 }
 
+/// A session store over the handler's own output (SPEC §10.3.1): the output is the list of stamps
+/// handled, and a commit replaces one file holding the position and the whole output at once
+/// (write, then rename), so after a crash both are there or neither is. The process being killed is
+/// the crash tested here, so the page cache is durable enough and there is no `fsync`.
+struct OutputStore {
+    file: PathBuf,
+    /// Output handled and not yet committed.
+    pending: Mutex<Vec<u64>>,
+    /// Output committed.
+    committed: Mutex<Vec<u64>>,
+}
+
+impl OutputStore {
+    fn open(file: PathBuf) -> Self {
+        let committed = std::fs::read_to_string(&file)
+            .map(|text| text.lines().skip(1).map(|l| l.parse().unwrap()).collect())
+            .unwrap_or_default();
+        OutputStore {
+            file,
+            pending: Mutex::default(),
+            committed: Mutex::new(committed),
+        }
+    }
+
+    /// The stamps committed in `file`, in order.
+    fn output(file: &Path) -> Vec<u64> {
+        Self::open(file.to_path_buf())
+            .committed
+            .into_inner()
+            .unwrap()
+    }
+}
+
+impl SessionStore for OutputStore {
+    fn load(&self, _session: SessionId) -> std::io::Result<Option<u64>> {
+        match std::fs::read_to_string(&self.file) {
+            Ok(text) => Ok(text.lines().next().map(|l| l.parse().unwrap())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit(&self, _session: SessionId, next: u64) -> std::io::Result<()> {
+        let mut committed = self.committed.lock().unwrap();
+        committed.append(&mut self.pending.lock().unwrap());
+        let mut text = format!("{next}\n");
+        for stamp in committed.iter() {
+            text += &format!("{stamp}\n");
+        }
+        let tmp = self.file.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.file)
+    }
+
+    fn forget(&self, _session: SessionId) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Not a test: a consumer whose handler's output and position are committed together through
+/// `OutputStore` at `FRAMEPIPE_STORE_FILE`, in a child process. Prints its address, then `STAMP n` as
+/// each frame is committed.
+#[test]
+#[ignore = "run in a child process by a_consumer_with_a_store_killed_and_restarted_is_exactly_once"]
+fn stored_consumer_child() {
+    let (Some(addr), Some(file)) = (
+        std::env::var_os("FRAMEPIPE_SESSION_CHILD"),
+        std::env::var_os("FRAMEPIPE_STORE_FILE"),
+    ) else {
+        return;
+    };
+    let addr = addr.into_string().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Arc::new(OutputStore::open(PathBuf::from(file)));
+        let consumer = Consumer::builder()
+            .bind(addr.as_str())
+            .await
+            .unwrap()
+            .session_store(store.clone());
+        println!("ADDR {}", consumer.local_addr().unwrap());
+        consumer
+            .serve(Raw, move |d: Delivery<Bytes>| {
+                let store = store.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    let text = std::str::from_utf8(&d.item).unwrap();
+                    let stamp: u64 = text.trim_matches(|c| c == '[' || c == ']').parse().unwrap();
+                    store.pending.lock().unwrap().push(stamp);
+                    d.commit().unwrap();
+                    println!("STAMP {stamp}");
+                }
+            })
+            .await;
+    });
+}
+
 /// Starts a child consumer on `addr`; its stdout lines arrive on the returned channel.
 fn child(addr: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "session_consumer_child",
-            "--ignored",
-            "--nocapture",
-        ])
+    spawn_child("session_consumer_child", addr, None)
+}
+
+/// Starts the child test `name` as a consumer on `addr`, with `store` as its output store's file.
+fn spawn_child(name: &str, addr: &str, store: Option<&PathBuf>) -> (Child, mpsc::Receiver<String>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(file) = store {
+        command.env("FRAMEPIPE_STORE_FILE", file);
+    }
+    let mut child = command
+        .args(["--exact", name, "--ignored", "--nocapture"])
         .args(["--test-threads", "1"])
         .env("FRAMEPIPE_SESSION_CHILD", addr)
         .stdout(Stdio::piped())
@@ -153,4 +262,54 @@ async fn a_consumer_killed_and_restarted_loses_nothing() {
         (FRAMES, 0, 0)
     );
     assert_eq!(report.resumes, 1);
+}
+
+/// The same with a session store committed together with the handler's output (SPEC §10.3): the
+/// restarted consumer resumes where the store says, and the output has every stamp exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_with_a_store_killed_and_restarted_is_exactly_once() {
+    let file = std::env::temp_dir().join(format!("framepipe-output-store-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let (mut first, first_lines) = spawn_child("stored_consumer_child", "127.0.0.1:0", Some(&file));
+    let addr = address(&first_lines);
+    let bodies = (0..FRAMES).map(|i| Bytes::from(format!("[{i}]")));
+    let producer = tokio::spawn(
+        Producer::builder()
+            .session(addr.clone())
+            .reconnect_timeout(Duration::from_secs(30))
+            .send_raw(futures::stream::iter(bodies)),
+    );
+    let mut committed_before = 0;
+    while committed_before < 500 {
+        let line =
+            tokio::task::block_in_place(|| first_lines.recv_timeout(Duration::from_secs(20)))
+                .expect("the first consumer commits frames");
+        committed_before += usize::from(stamp(&line).is_some());
+    }
+    first.kill().unwrap(); // SIGKILL, possibly between handling a frame and committing it
+    first.wait().unwrap();
+    let (mut second, second_lines) = spawn_child("stored_consumer_child", &addr, Some(&file));
+    assert_eq!(address(&second_lines), addr, "the same port");
+    let report = tokio::time::timeout(Duration::from_secs(60), producer)
+        .await
+        .expect("the session completes")
+        .unwrap()
+        .expect("the session completes");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let output = OutputStore::output(&file);
+    let _ = std::fs::remove_file(&file);
+    eprintln!(
+        "store restart: {} committed before the kill, output {} stamps; producer {} resumes",
+        committed_before,
+        output.len(),
+        report.resumes
+    );
+    assert_eq!(
+        output,
+        (0..FRAMES).collect::<Vec<_>>(),
+        "every stamp exactly once, in order"
+    );
+    assert!(report.complete);
+    assert_eq!(report.delivered, FRAMES);
 }

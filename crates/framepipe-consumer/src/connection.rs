@@ -208,6 +208,7 @@ impl<M: Mode> Stream for Connection<M> {
                     offset,
                     wire_bytes,
                     sequence,
+                    session: sequence.map(|_| this.session.clone()),
                     connection: this.info.clone(),
                     held,
                 })))

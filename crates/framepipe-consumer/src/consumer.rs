@@ -90,6 +90,18 @@ impl<L: Listener> Consumer<L> {
         }
     }
 
+    /// Keeps sessions' positions in `store` (SPEC §10.3): a session this consumer does not know
+    /// (after a restart) resumes where the store says, and frames are acknowledged once committed
+    /// with [`Delivery::commit`](crate::Delivery::commit), not once handled. With a store whose
+    /// commit is atomic with the handler's output, delivery is exactly-once across restarts.
+    /// Without sessions (`Builder::sessions(false)`) it is not used.
+    pub fn session_store(mut self, store: Arc<dyn crate::SessionStore>) -> Self {
+        if let Some(table) = &mut self.sessions {
+            table.set_store(store);
+        }
+        self
+    }
+
     /// Where it listens.
     pub fn listen_addr(&self) -> io::Result<PeerAddr> {
         self.listener.local_addr()

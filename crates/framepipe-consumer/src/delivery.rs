@@ -1,12 +1,15 @@
 //! One frame handed to the application, and the connection it came from (SPEC §7.2).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use framepipe_codec::session::SessionId;
 use framepipe_flow::{PeerAddr, Reservation, StageGauge};
 use serde::Deserialize;
+
+use crate::sessions::Lease;
 
 /// Who a connection is with: given to handlers with every [`Delivery`] and to the connection hooks
 /// ([`Handler::on_open`](crate::Handler::on_open), [`Handler::on_close`](crate::Handler::on_close)).
@@ -41,6 +44,8 @@ pub struct Delivery<I> {
     pub sequence: Option<u64>,
     pub(crate) connection: Arc<ConnectionInfo>,
     pub(crate) held: Held,
+    /// The connection's hold on its session (a session's frame only).
+    pub(crate) session: Option<Arc<OnceLock<Lease>>>,
 }
 
 impl<I: fmt::Debug> fmt::Debug for Delivery<I> {
@@ -65,6 +70,34 @@ impl<I> Delivery<I> {
     /// The producer's address.
     pub fn peer(&self) -> &PeerAddr {
         &self.connection.peer
+    }
+
+    /// The session the frame belongs to (`None` on a plain connection).
+    pub fn session(&self) -> Option<SessionId> {
+        Some(self.session.as_ref()?.get()?.slot.id())
+    }
+
+    /// Commits, in the consumer's [`SessionStore`](crate::SessionStore), that every frame of the
+    /// session up to and including this one was handled (SPEC §10.3); the producer is then sent an
+    /// ack for them. Call it once the frame's output is durable, or from a store whose `commit` makes
+    /// the output durable with the position (exactly-once across consumer restarts).
+    ///
+    /// Blocks for the store's commit (a [`FileStore`](crate::FileStore): two `fsync`s); committing
+    /// every Nth frame is enough, the position being cumulative. With a store, frames are
+    /// acknowledged only once committed, so a session whose frames are never committed stops when
+    /// the producer's budget is full, and it ends only once its last frame is committed.
+    ///
+    /// # Errors
+    /// `Unsupported` on a plain connection or without a store; the store's own error otherwise.
+    pub fn commit(&self) -> std::io::Result<()> {
+        let (Some(seq), Some(lease)) = (self.sequence, self.session.as_ref().and_then(|s| s.get()))
+        else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "not a session's frame: nothing to commit",
+            ));
+        };
+        lease.slot.commit(seq + 1)
     }
 }
 

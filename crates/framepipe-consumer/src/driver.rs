@@ -142,6 +142,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         if self.core.lost() {
             tracing::debug!(peer = %self.peer, "session connection lost; the producer resumes it");
         }
+        if let (true, Some(lease)) = (self.core.session_ended(), self.link.slot.get()) {
+            let slot = lease.slot.clone();
+            let _ = tokio::task::spawn_blocking(move || slot.forget()).await;
+        }
         self.stats.connection_closed();
         DriverEnd {
             dropped: self.dropped,

@@ -41,7 +41,7 @@ impl SessionLink {
         };
         let me = self.conn_id;
         tokio::select! {
-            () = lease.slot.moved() => SessionChange::Handled(lease.slot.handled()),
+            () = lease.slot.moved() => SessionChange::Handled(lease.slot.ack_position()),
             changed = holder.changed() => match changed {
                 Ok(()) if *holder.borrow_and_update() != me => SessionChange::Superseded,
                 Ok(()) => SessionChange::Nothing,
@@ -50,9 +50,10 @@ impl SessionLink {
         }
     }
 
-    /// Every frame below this was handled (0 before the hello is answered).
+    /// What may be acknowledged (`None` before the hello is answered): every frame below it was
+    /// handled, and committed when there is a store.
     pub(crate) fn handled(&self) -> Option<u64> {
-        self.slot.get().map(|l| l.slot.handled())
+        self.slot.get().map(|l| l.slot.ack_position())
     }
 }
 
@@ -124,20 +125,31 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             }
         };
         let conn = self.link.conn_id;
+        let known = opened.known;
         let waited = tokio::select! {
-            leased = SessionTable::lease(opened.slot, conn, &hello) => leased,
+            leased = SessionTable::lease(opened, conn, &hello) => leased,
             c = crate::driver::control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => {
                 return self.apply(c);
             }
         };
-        let (lease, start) = waited;
-        if opened.known {
+        let (lease, start) = match waited {
+            Ok(leased) => leased,
+            Err(e) => {
+                let message =
+                    format!("the consumer's session store failed to load the session: {e}");
+                tracing::error!(peer = %self.peer, session = %hello.session, "{message}");
+                let notice = Notice::new(codes::SESSION_STORE, 0, 0, message);
+                self.core.reject(now(), notice);
+                return Ok(());
+            }
+        };
+        if known {
             self.stats.add_session_resumed();
         } else {
             self.stats.add_session_opened();
         }
         tracing::debug!(peer = %self.peer, session = %hello.session, next = start.next,
-            known = opened.known, "session welcomed");
+            known, "session welcomed");
         let mut holder = lease.slot.watch_holder();
         holder.borrow_and_update();
         self.link.holder = Some(holder);

@@ -10,8 +10,10 @@ use framepipe_codec::session::SessionId;
 /// A session's position, kept where it survives the consumer's process: the sequence number of the
 /// first frame of the session not yet handled (SPEC §10.3).
 ///
-/// The consumer loads it when a producer resumes a session it does not hold in memory, and the
-/// application commits it after handling frames. Delivery across a restart is then exactly-once
+/// Give one to [`Consumer::session_store`](crate::Consumer::session_store): the consumer loads the
+/// position when a producer resumes a session it does not hold in memory, and the application
+/// commits it with [`Delivery::commit`](crate::Delivery::commit) after handling frames; the
+/// consumer acknowledges only what was committed. Delivery across a restart is then exactly-once
 /// when the position commits atomically with the handler's output (a store over the same database
 /// transaction as the output), and at-least-once otherwise: output written before a crash and
 /// committed after it is repeated.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use framepipe_codec::session::{Hello, SessionId};
 use framepipe_proto::consumer::SessionStart;
+
+use crate::SessionStore;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Default most sessions remembered at once: 1,024 (SPEC §10.8).
@@ -18,8 +20,13 @@ pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(600);
 /// One session: where it is, and the connection serving it.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    id: SessionId,
     /// Every frame below this has been handled (the application side keeps it up to date).
     handled: AtomicU64,
+    /// Every frame below this has been committed to the store (with a store only).
+    committed: AtomicU64,
+    /// The consumer's session store: acks then follow commits, not handling (SPEC §10.3).
+    store: Option<Arc<dyn SessionStore>>,
     /// Wakes the serving connection's driver when `handled` moves.
     moved: Notify,
     /// The connection serving the session: a newer one's id tells the older to stop reading.
@@ -32,9 +39,17 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(handled: u64, now: Instant) -> Self {
+    fn new(
+        id: SessionId,
+        handled: u64,
+        now: Instant,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Self {
         Slot {
+            id,
             handled: AtomicU64::new(handled),
+            committed: AtomicU64::new(handled),
+            store,
             moved: Notify::new(),
             holder: watch::Sender::new(0),
             lease: Arc::new(Semaphore::new(1)),
@@ -51,6 +66,43 @@ impl Slot {
     pub(crate) fn set_handled(&self, seq: u64) {
         self.handled.fetch_max(seq + 1, Ordering::AcqRel);
         self.moved.notify_one();
+    }
+
+    /// What may be acknowledged: every frame below it was handled, and committed when there is a
+    /// store (SPEC §10.3, §10.5).
+    pub(crate) fn ack_position(&self) -> u64 {
+        match self.store {
+            Some(_) => self.committed.load(Ordering::Acquire),
+            None => self.handled(),
+        }
+    }
+
+    /// The session.
+    pub(crate) fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Commits `next` to the store (blocking), then lets it be acknowledged.
+    pub(crate) fn commit(&self, next: u64) -> std::io::Result<()> {
+        let Some(store) = &self.store else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this consumer has no session store (Consumer::session_store)",
+            ));
+        };
+        store.commit(self.id, next)?;
+        self.committed.fetch_max(next, Ordering::AcqRel);
+        self.moved.notify_one();
+        Ok(())
+    }
+
+    /// The session ended: its position is of no more use (blocking; errors are logged).
+    pub(crate) fn forget(&self) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.forget(self.id) {
+                tracing::warn!(session = %self.id, "the session store could not forget the session: {e}");
+            }
+        }
     }
 
     /// Waits until `handled` moves.
@@ -109,6 +161,13 @@ pub(crate) struct SessionTable {
     slots: Arc<Mutex<HashMap<SessionId, Arc<Slot>>>>,
     max_sessions: usize,
     expiry: Duration,
+    store: Option<Arc<dyn SessionStore>>,
+}
+
+impl std::fmt::Debug for dyn SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionStore")
+    }
 }
 
 impl SessionTable {
@@ -117,7 +176,14 @@ impl SessionTable {
             slots: Arc::default(),
             max_sessions: max_sessions.max(1),
             expiry,
+            store: None,
         }
+    }
+
+    /// Positions of sessions this table does not know are loaded from `store`, and acks follow
+    /// its commits.
+    pub(crate) fn set_store(&mut self, store: Arc<dyn SessionStore>) {
+        self.store = Some(store);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<Slot>>> {
@@ -150,7 +216,14 @@ impl SessionTable {
         }
         let slot = slots
             .entry(hello.session)
-            .or_insert_with(|| Arc::new(Slot::new(hello.next, now)))
+            .or_insert_with(|| {
+                Arc::new(Slot::new(
+                    hello.session,
+                    hello.next,
+                    now,
+                    self.store.clone(),
+                ))
+            })
             .clone();
         drop(slots);
         *slot.idle() = None;
@@ -161,17 +234,33 @@ impl SessionTable {
     /// Waits until the connection that served the session before has finished, and takes its
     /// place. Where the session resumes: the handled position, or the producer's own where it is
     /// ahead (a session this table forgot, SPEC §10.4.2).
-    pub(crate) async fn lease(slot: Arc<Slot>, conn: u64, hello: &Hello) -> (Lease, SessionStart) {
+    pub(crate) async fn lease(
+        opened: Opened,
+        conn: u64,
+        hello: &Hello,
+    ) -> std::io::Result<(Lease, SessionStart)> {
+        let slot = opened.slot;
         let permit = slot
             .lease
             .clone()
             .acquire_owned()
             .await
             .expect("the lease semaphore is never closed");
+        if let (false, Some(store)) = (opened.known, slot.store.clone()) {
+            // A session this table does not know: where the store says it is (SPEC §10.4.2).
+            let id = hello.session;
+            let loaded = tokio::task::spawn_blocking(move || store.load(id))
+                .await
+                .map_err(std::io::Error::other)??;
+            if let Some(next) = loaded {
+                slot.handled.fetch_max(next, Ordering::AcqRel);
+                slot.committed.fetch_max(next, Ordering::AcqRel);
+            }
+        }
         let handled = slot.handled().max(hello.next);
         slot.handled.fetch_max(handled, Ordering::AcqRel);
         let start = SessionStart {
-            next: handled,
+            next: slot.ack_position().clamp(hello.next, handled),
             handled,
         };
         let lease = Lease {
@@ -179,7 +268,7 @@ impl SessionTable {
             _permit: permit,
             conn,
         };
-        (lease, start)
+        Ok((lease, start))
     }
 
     /// Sessions remembered now.
@@ -226,19 +315,19 @@ mod tests {
         let table = SessionTable::new(8, DEFAULT_SESSION_EXPIRY);
         let h = hello(7, 10);
         let first = table.open(&h, 1).unwrap();
-        let (lease, start) = SessionTable::lease(first.slot.clone(), 1, &h).await;
+        let (lease, start) = SessionTable::lease(first, 1, &h).await.unwrap();
         assert_eq!((start.next, start.handled), (10, 10));
         lease.slot.set_handled(14);
         let second = table.open(&h, 2).unwrap();
         assert!(second.known);
-        let waiting = tokio::spawn(async move { SessionTable::lease(second.slot, 2, &h).await });
+        let waiting = tokio::spawn(async move { SessionTable::lease(second, 2, &h).await });
         tokio::task::yield_now().await;
         assert!(
             !waiting.is_finished(),
             "the first connection still holds the session"
         );
         drop(lease);
-        let (_lease, start) = waiting.await.unwrap();
+        let (_lease, start) = waiting.await.unwrap().unwrap();
         assert_eq!(start.next, 15);
     }
 }

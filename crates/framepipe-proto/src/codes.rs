@@ -14,3 +14,7 @@ pub const CONNECTION_LIMIT: &str = "connection_limit";
 /// The consumer's session table is full and every session in it has a connection, so a new session
 /// was refused (SPEC §10.8). Worth retrying later.
 pub const SESSION_LIMIT: &str = "session_limit";
+
+/// The consumer's session store could not load the session's position, so the session was refused
+/// (SPEC §10.3). Worth retrying later.
+pub const SESSION_STORE: &str = "session_store";

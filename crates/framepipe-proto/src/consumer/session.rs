@@ -226,6 +226,11 @@ impl ConsumerConn {
         self.session.as_ref().is_some_and(|s| s.lost)
     }
 
+    /// The producer said goodbye and the session ended cleanly (or is ending): it can be forgotten.
+    pub fn session_ended(&self) -> bool {
+        self.session_ends_cleanly()
+    }
+
     /// Whether the connection is a session's (its first byte was a hello's).
     pub fn is_session(&self) -> bool {
         self.session.is_some()

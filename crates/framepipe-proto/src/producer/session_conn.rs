@@ -567,6 +567,7 @@ pub fn retryable(code: &str) -> bool {
         codes::SHUTTING_DOWN
             | codes::CONNECTION_LIMIT
             | codes::SESSION_LIMIT
+            | codes::SESSION_STORE
             | "idle_timeout"
             | "unresponsive"
     )
