@@ -344,17 +344,12 @@ fn sent_from_session(stats: &framepipe::producer::Stats, end: SessionEnd) -> Sen
         never_sent: p.never_sent,
         forced: end.forced,
         interrupted: end.interrupted,
-        session: Some(ProducerSessionCounts {
+        session: Some(ProducerSessionCounts::new(
             session,
-            pulled: stats.items_sent(),
-            delivered: p.delivered,
-            unacked: p.unacked,
-            connections: p.connections,
-            reconnects: p.reconnects,
-            resumes: p.resumes,
-            resume_p50_ms: times.map(|t| t.p50_ms),
-            resume_p99_ms: times.map(|t| t.p99_ms),
-        }),
+            stats.items_sent(),
+            p,
+            times,
+        )),
     }
 }
 

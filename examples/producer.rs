@@ -423,17 +423,12 @@ fn finish_session(args: &Args, stats: &Stats, session: String, end: SessionEnd) 
             .find(|s| s.name == "queue")
             .map_or(0, |s| s.blocked_ms),
     })
-    .producer_session(ProducerSessionCounts {
+    .producer_session(ProducerSessionCounts::new(
         session,
-        pulled: snap.items_sent,
-        delivered: progress.delivered,
-        unacked: progress.unacked,
-        connections: progress.connections,
-        reconnects: progress.reconnects,
-        resumes: progress.resumes,
-        resume_p50_ms: times.map(|t| t.p50_ms),
-        resume_p99_ms: times.map(|t| t.p99_ms),
-    });
+        snap.items_sent,
+        progress,
+        times,
+    ));
     eprintln!("{}", summary.human());
     if args.summary_json {
         println!(

@@ -28,11 +28,7 @@ fn session_consumer_child() {
         return;
     };
     let addr = addr.into_string().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     runtime.block_on(async {
         let consumer = Consumer::builder().bind(addr.as_str()).await.unwrap();
         println!("ADDR {}", consumer.local_addr().unwrap());
@@ -121,11 +117,7 @@ fn stored_consumer_child() {
         return;
     };
     let addr = addr.into_string().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     runtime.block_on(async {
         let store = Arc::new(OutputStore::open(PathBuf::from(file)));
         let consumer = Consumer::builder()
@@ -148,6 +140,15 @@ fn stored_consumer_child() {
             })
             .await;
     });
+}
+
+/// The child consumer's runtime: one worker, as a small service would run.
+fn child_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Starts a child consumer on `addr`; its stdout lines arrive on the returned channel.
@@ -251,17 +252,21 @@ async fn a_consumer_killed_and_restarted_loses_nothing() {
         "restart: the first consumer handled {}, the second resumed at {resumed_at} ({again} handled \
          again); producer: {} connections, {} reconnects, {} resumes, resume {:?}",
         before.len(),
-        report.connections,
-        report.reconnects,
-        report.resumes,
+        report.progress.connections,
+        report.progress.reconnects,
+        report.progress.resumes,
         report.resume_times
     );
     assert!(report.complete);
     assert_eq!(
-        (report.delivered, report.unacked, report.never_sent),
+        (
+            report.progress.delivered,
+            report.progress.unacked,
+            report.progress.never_sent
+        ),
         (FRAMES, 0, 0)
     );
-    assert_eq!(report.resumes, 1);
+    assert_eq!(report.progress.resumes, 1);
 }
 
 /// The same with a session store committed together with the handler's output (SPEC §10.3): the
@@ -303,7 +308,7 @@ async fn a_consumer_with_a_store_killed_and_restarted_is_exactly_once() {
         "store restart: {} committed before the kill, output {} stamps; producer {} resumes",
         committed_before,
         output.len(),
-        report.resumes
+        report.progress.resumes
     );
     assert_eq!(
         output,
@@ -311,5 +316,5 @@ async fn a_consumer_with_a_store_killed_and_restarted_is_exactly_once() {
         "every stamp exactly once, in order"
     );
     assert!(report.complete);
-    assert_eq!(report.delivered, FRAMES);
+    assert_eq!(report.progress.delivered, FRAMES);
 }

@@ -57,6 +57,26 @@ async fn run(
     run_slow(frames, size, faults, Duration::ZERO).await
 }
 
+/// Serves `consumer` with a handler that records each frame's stamp and sequence number in `seen`,
+/// after sleeping `delay` (if not zero).
+fn serve_recording(
+    consumer: Consumer,
+    seen: Arc<Mutex<Seen>>,
+    delay: Duration,
+) -> tokio::task::JoinHandle<framepipe::consumer::Report> {
+    tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
+        let seen = seen.clone();
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut s = seen.lock().unwrap();
+            s.stamps.push(stamp_of(&d.item));
+            s.sequences.push(d.sequence.expect("a session frame"));
+        }
+    }))
+}
+
 /// Like [`run`], with a handler that takes `delay` per frame.
 async fn run_slow(
     frames: u64,
@@ -74,18 +94,7 @@ async fn run_slow(
     let stats = consumer.stats();
     let shutdown = consumer.shutdown_handle();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let handler_seen = seen.clone();
-    let served = tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
-        let seen = handler_seen.clone();
-        async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let mut s = seen.lock().unwrap();
-            s.stamps.push(stamp_of(&d.item));
-            s.sequences.push(d.sequence.expect("a session frame"));
-        }
-    }));
+    let served = serve_recording(consumer, seen.clone(), delay);
     let (addr, tally) = proxy(upstream, faults).await;
     let bodies = (0..frames).map(move |i| stamped(i, size));
     let report = Producer::builder()
@@ -107,7 +116,11 @@ fn assert_exactly_once(n: u64, report: &SessionReport, seen: &Seen) {
     assert_eq!(seen.sequences, all, "sequence numbers follow the stamps");
     assert!(report.complete, "{report:?}");
     assert_eq!(
-        (report.delivered, report.unacked, report.never_sent),
+        (
+            report.progress.delivered,
+            report.progress.unacked,
+            report.progress.never_sent
+        ),
         (n, 0, 0)
     );
 }
@@ -117,10 +130,13 @@ async fn without_faults_one_connection_delivers_everything_once() {
     let (report, seen, _tally, snap) = run(2_000, 200, Faults::default()).await;
     eprintln!(
         "no faults: acks {}, connections {}",
-        report.acks, report.connections
+        report.acks, report.progress.connections
     );
     assert_exactly_once(2_000, &report, &seen);
-    assert_eq!((report.connections, report.resumes), (1, 0));
+    assert_eq!(
+        (report.progress.connections, report.progress.resumes),
+        (1, 0)
+    );
     assert_eq!(snap.sessions, 1);
     assert_eq!(snap.duplicates_dropped, 0);
 }
@@ -138,17 +154,17 @@ async fn resets_every_64_kib_lose_and_duplicate_nothing() {
     let resets = tally.resets.load(Relaxed);
     eprintln!(
         "resets {resets}, connections {}, resumes {}, resent {}, duplicates dropped {}, resume {:?}",
-        report.connections, report.resumes, report.resent, snap.duplicates_dropped, report.resume_times
+        report.progress.connections, report.progress.resumes, report.resent, snap.duplicates_dropped, report.resume_times
     );
     assert!(resets >= 10, "resets injected: {resets}");
-    assert_eq!(report.resumes, report.connections - 1);
+    assert_eq!(report.progress.resumes, report.progress.connections - 1);
     assert!(
-        report.resumes >= resets.min(report.connections),
+        report.progress.resumes >= resets.min(report.progress.connections),
         "{report:?}"
     );
-    assert_eq!(snap.session_resumes, report.resumes);
+    assert_eq!(snap.session_resumes, report.progress.resumes);
     let times = report.resume_times.expect("resumes were timed");
-    assert_eq!(times.count as u64, report.resumes);
+    assert_eq!(times.count as u64, report.progress.resumes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +197,7 @@ async fn a_five_second_partition_is_outlasted_and_nothing_is_lost() {
     let (report, seen, tally, _snap) = run(10_000, 200, faults).await;
     assert_exactly_once(10_000, &report, &seen);
     assert!(tally.partitions.load(Relaxed) >= 1);
-    assert!(report.resumes >= 1, "{report:?}");
+    assert!(report.progress.resumes >= 1, "{report:?}");
     let times = report.resume_times.expect("timed");
     eprintln!("partition: {report:?} in {:?}", started.elapsed());
     assert!(
@@ -228,7 +244,7 @@ async fn twenty_thousand_frames_with_a_reset_every_mebibyte_lose_and_repeat_noth
         "20k: {} frames, {resets} resets, {} resumes, {} resent, {} duplicates dropped, resume \
          p50 {:.0} ms p99 {:.0} ms, {:?}",
         seen.stamps.len(),
-        report.resumes,
+        report.progress.resumes,
         report.resent,
         snap.duplicates_dropped,
         times.p50_ms,
@@ -248,19 +264,8 @@ async fn a_graceful_consumer_restart_hands_every_frame_on_once() {
     let first = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
     let addr = first.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let serve = |consumer: Consumer, seen: Arc<Mutex<Seen>>| {
-        tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
-            let seen = seen.clone();
-            async move {
-                tokio::time::sleep(Duration::from_micros(300)).await;
-                let mut s = seen.lock().unwrap();
-                s.stamps.push(stamp_of(&d.item));
-                s.sequences.push(d.sequence.expect("a session frame"));
-            }
-        }))
-    };
     let first_shutdown = first.shutdown_handle();
-    let first_served = serve(first, seen.clone());
+    let first_served = serve_recording(first, seen.clone(), Duration::from_micros(300));
     let bodies = (0..3_000u64).map(|i| stamped(i, 2_000));
     let producer = tokio::spawn(
         Producer::builder()
@@ -279,7 +284,7 @@ async fn a_graceful_consumer_restart_hands_every_frame_on_once() {
     assert!(first_report.shutdown.is_some_and(|s| !s.forced));
     let second = Consumer::builder().bind(addr).await.unwrap();
     let second_shutdown = second.shutdown_handle();
-    let second_served = serve(second, seen.clone());
+    let second_served = serve_recording(second, seen.clone(), Duration::from_micros(300));
     let report = producer.await.unwrap().expect("the session completes");
     second_shutdown.shutdown();
     let second_report = second_served.await.unwrap();
@@ -293,5 +298,119 @@ async fn a_graceful_consumer_restart_hands_every_frame_on_once() {
         second_report.snapshot.sessions, 1,
         "a new consumer: the session is new to it"
     );
-    assert!(report.resumes >= 1);
+    assert!(report.progress.resumes >= 1);
+}
+
+/// A raw session producer's connection: writes a hello for `session` resuming at `next`, reads the
+/// welcome, and returns the stream and the welcome's `next`.
+async fn raw_session(addr: SocketAddr, session: u128, next: u64) -> (tokio::net::TcpStream, u64) {
+    use framepipe::codec::session::{Control, Hello, Pacing, SessionFramer, SessionId, Unit};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let hello = Control::Hello(Hello {
+        version: 1,
+        session: SessionId::from_u128(session),
+        next,
+        max_frame_length: 1 << 20,
+        pacing: Pacing::default(),
+    });
+    stream.write_all(&hello.to_frame().unwrap()).await.unwrap();
+    let mut framer = SessionFramer::new(framepipe::codec::Builder::new());
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        if let Some(Unit::Control {
+            control: Control::Welcome(w),
+            ..
+        }) = framer.next_unit(&mut buf).unwrap()
+        {
+            return (stream, w.next);
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "a welcome");
+    }
+}
+
+/// A second connection of a session while the first is still open (its producer gave up on it,
+/// the consumer has not noticed): the second takes the session over, the first reads nothing more
+/// and is closed, its frames already read are handled, and only then is the second welcomed, at
+/// the first frame not handled (SPEC §10.8.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_of_a_session_takes_it_over_from_a_half_open_first() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = consumer.local_addr().unwrap();
+    let stats = consumer.stats();
+    let shutdown = consumer.shutdown_handle();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let served = serve_recording(consumer, seen.clone(), Duration::ZERO);
+    let frame = |i: u64| {
+        let body = stamped(i, 100);
+        let mut wire = (body.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&body);
+        wire
+    };
+    let (mut first, next) = raw_session(addr, 77, 0).await;
+    assert_eq!(next, 0);
+    for i in 0..10 {
+        first.write_all(&frame(i)).await.unwrap();
+    }
+    // Wait until the ten are handled; the first connection stays open and says nothing more.
+    for _ in 0..200 {
+        if seen.lock().unwrap().stamps.len() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut second, next) = raw_session(addr, 77, 0).await;
+    assert_eq!(next, 10, "welcomed at the first frame not handled");
+    for i in 10..20 {
+        second.write_all(&frame(i)).await.unwrap();
+    }
+    // The first connection was closed by the consumer (reset): reading it ends.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the superseded connection is closed");
+    for _ in 0..200 {
+        if seen.lock().unwrap().stamps.len() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(second);
+    shutdown.shutdown();
+    served.await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.stamps, (0..20).collect::<Vec<_>>());
+    assert_eq!(seen.sequences, (0..20).collect::<Vec<_>>());
+    let snap = stats.snapshot();
+    assert_eq!((snap.sessions, snap.session_resumes), (1, 1));
+}
+
+/// The long variant of the issue's chaos figure: 20,000 reference-sized frames (60.9 KB, 1.2 GB)
+/// with a reset about every 1 MiB, so most frames are cut at least once on the wire. Several
+/// minutes, most of them backoffs: `cargo test --release --test sessions -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: about 1,000 resets; run with --ignored"]
+async fn long_twenty_thousand_reference_frames_with_a_reset_every_mebibyte() {
+    let faults = Faults {
+        reset_every: Some(1 << 20),
+        jitter: 0.1,
+        seed: 60_900,
+        ..Faults::default()
+    };
+    let started = std::time::Instant::now();
+    let (report, seen, tally, snap) = run(20_000, 60_900, faults).await;
+    let times = report.resume_times.expect("resumes were timed");
+    eprintln!(
+        "long: {} frames, {} resets, {} resumes, {} resent, {} duplicates dropped, resume p50 {:.0} \
+         ms p99 {:.0} ms, {:?}",
+        seen.stamps.len(),
+        tally.resets.load(Relaxed),
+        report.progress.resumes,
+        report.resent,
+        snap.duplicates_dropped,
+        times.p50_ms,
+        times.p99_ms,
+        started.elapsed()
+    );
+    assert_exactly_once(20_000, &report, &seen);
 }

@@ -65,6 +65,28 @@ pub struct ProducerSessionCounts {
     pub resume_p99_ms: Option<f64>,
 }
 
+impl ProducerSessionCounts {
+    /// From a session's progress and its resume times.
+    pub fn new(
+        session: String,
+        pulled: u64,
+        p: framepipe::producer::SessionProgress,
+        times: Option<framepipe::producer::ResumeTimes>,
+    ) -> Self {
+        ProducerSessionCounts {
+            session,
+            pulled,
+            delivered: p.delivered,
+            unacked: p.unacked,
+            connections: p.connections,
+            reconnects: p.reconnects,
+            resumes: p.resumes,
+            resume_p50_ms: times.map(|t| t.p50_ms),
+            resume_p99_ms: times.map(|t| t.p99_ms),
+        }
+    }
+}
+
 /// A consumer's sessions: begun here, resumed here, and frames that arrived again and were dropped.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsumerSessionCounts {

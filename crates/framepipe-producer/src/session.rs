@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::builder::Builder;
 use crate::queue::{Grant, SendQueue};
 use crate::session_driver::SessionDriver;
-use crate::stats::{Snapshot, Stats};
+use crate::stats::{SessionProgress, Snapshot, Stats};
 use crate::Error;
 
 /// A session to a consumer, not yet started: set it up, then [`send_json`](Session::send_json) or
@@ -29,7 +29,7 @@ use crate::Error;
 ///     .session("127.0.0.1:7000")
 ///     .reconnect_timeout(Duration::from_secs(30));
 /// let report = session.send_json(generator::reference_frames(1_000, 50)).await?;
-/// assert_eq!(report.delivered, 1_000); // every frame acknowledged: handled by the consumer
+/// assert_eq!(report.progress.delivered, 1_000); // every frame acknowledged: handled by the consumer
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -225,20 +225,9 @@ pub struct SessionReport {
     pub session: String,
     /// Items taken from the source.
     pub pulled: u64,
-    /// Frames accepted into the session.
-    pub accepted: u64,
-    /// Frames the consumer acknowledged: handled.
-    pub delivered: u64,
-    /// Frames written at least once and not acknowledged.
-    pub unacked: u64,
-    /// Frames accepted and never written.
-    pub never_sent: u64,
-    /// Connections welcomed.
-    pub connections: u64,
-    /// Connections lost, or attempts failed, after which the session tried again.
-    pub reconnects: u64,
-    /// Connections that resumed the session.
-    pub resumes: u64,
+    /// What became of the frames, and the connections it took.
+    #[serde(flatten)]
+    pub progress: SessionProgress,
     /// Frames written again after a resume.
     pub resent: u64,
     /// Acks received.
@@ -261,13 +250,7 @@ impl SessionReport {
         SessionReport {
             session: session.id().to_string(),
             pulled: snapshot.items_sent,
-            accepted: session.accepted(),
-            delivered: session.delivered(),
-            unacked: session.unacked(),
-            never_sent: session.never_sent(),
-            connections: counts.connections,
-            reconnects: counts.reconnects,
-            resumes: counts.resumes,
+            progress: SessionProgress::of(session),
             resent: counts.resent,
             acks: counts.acks,
             resume_times: ResumeTimes::of(outages),

@@ -67,20 +67,6 @@ pub(crate) struct SessionDriver {
     _sampler: Sampler,
 }
 
-/// A session's progress, for [`Stats::session_progress`].
-fn progress(s: &ProducerSession) -> SessionProgress {
-    let counts = s.counts();
-    SessionProgress {
-        accepted: s.accepted(),
-        delivered: s.delivered(),
-        unacked: s.unacked(),
-        never_sent: s.never_sent(),
-        connections: counts.connections,
-        reconnects: counts.reconnects,
-        resumes: counts.resumes,
-    }
-}
-
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -152,7 +138,8 @@ impl SessionDriver {
         let spread = self.rng.random_range(-1.0..=1.0);
         let session = self.session.as_mut().expect("given back");
         let result = session.next_attempt(now, spread);
-        self.stats.set_session_progress(progress(session));
+        self.stats
+            .set_session_progress(SessionProgress::of(session));
         match result {
             Ok(at) => {
                 tracing::warn!(addr = %self.addr, session = %session.id(),
@@ -275,7 +262,7 @@ impl SessionDriver {
         let written_once = s.accepted() - s.never_sent();
         self.stats
             .set_written(written_once, self.bytes_before + conn.bytes_written());
-        self.stats.set_session_progress(progress(s));
+        self.stats.set_session_progress(SessionProgress::of(s));
     }
 
     /// What the running connection's event means for the session.

@@ -54,6 +54,22 @@ pub struct SessionProgress {
     pub resumes: u64,
 }
 
+impl SessionProgress {
+    /// Where `session` is now.
+    pub(crate) fn of(session: &framepipe_proto::producer::ProducerSession) -> Self {
+        let counts = session.counts();
+        SessionProgress {
+            accepted: session.accepted(),
+            delivered: session.delivered(),
+            unacked: session.unacked(),
+            never_sent: session.never_sent(),
+            connections: counts.connections,
+            reconnects: counts.reconnects,
+            resumes: counts.resumes,
+        }
+    }
+}
+
 /// One reading of [`Stats`]. Serializes to JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {

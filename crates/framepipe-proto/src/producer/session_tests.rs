@@ -266,3 +266,50 @@ fn err_text(t0: Instant) -> String {
     let late = t0 + DEFAULT_RECONNECT_TIMEOUT;
     s.next_attempt(late, 0.0).unwrap_err().to_string()
 }
+
+#[test]
+fn the_disconnect_policy_drops_a_connection_the_consumer_stopped_taking_bytes_from() {
+    let t0 = Instant::now();
+    let config = SessionConnConfig {
+        stall_timeout: Some(Duration::from_secs(1)),
+        ..SessionConnConfig::default()
+    };
+    let mut conn = SessionConn::new(session(t0), config, t0);
+    drain(&mut conn, t0);
+    reply(&mut conn, t0, welcome(0, 60_000));
+    conn.push_frame(t0, frame(1));
+    // The consumer takes nothing: the frame waits, and the stall deadline runs from the push.
+    let dead = t0 + Duration::from_secs(1);
+    assert_eq!(conn.poll_timeout(), Some(dead));
+    conn.handle_timeout(dead);
+    match conn.poll_event() {
+        Some(SessionEvent::Lost {
+            error: Error::Stalled { waited },
+            reset: true,
+            retry: true,
+        }) => assert_eq!(waited, Duration::from_secs(1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn blocking_is_the_default_a_consumer_alive_but_slow_keeps_its_connection() {
+    let t0 = Instant::now();
+    let mut conn = SessionConn::new(session(t0), SessionConnConfig::default(), t0);
+    drain(&mut conn, t0);
+    reply(&mut conn, t0, welcome(0, 1_000));
+    conn.push_frame(t0, frame(1));
+    // Nothing is written for a minute, but the consumer's heartbeats keep arriving.
+    let mut now = t0;
+    for _ in 0..60 {
+        now += Duration::from_secs(1);
+        conn.handle_timeout(now);
+        reply(&mut conn, now, Control::Heartbeat);
+    }
+    assert!(conn.poll_event().is_none(), "still connected");
+    assert_eq!(
+        conn.bytes_pending(),
+        5 + 4,
+        "the frame waits, and one heartbeat (4 bytes)"
+    );
+}
