@@ -256,7 +256,7 @@ async fn twenty_thousand_frames_with_a_reset_every_mebibyte_lose_and_repeat_noth
 }
 
 /// A consumer shut down gracefully mid-session sends a final ack and a `shutting_down` notice
-/// (SPEC §10.7.4); the producer keeps trying, and a new consumer on the same port takes the session
+/// (SPEC §10.7.5); the producer keeps trying, and a new consumer on the same port takes the session
 /// over where the first acknowledged: between them every stamp is handled once, in order, even
 /// without a session store — nothing was left unacknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,4 +413,76 @@ async fn long_twenty_thousand_reference_frames_with_a_reset_every_mebibyte() {
         started.elapsed()
     );
     assert_exactly_once(20_000, &report, &seen);
+}
+
+/// The sender handle in a session (SPEC §6.7, §10): items sent as they come through a proxy that
+/// resets the connection every 64 KiB; `close` returns once every frame is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_in_a_session_resumes_across_resets_and_close_confirms() {
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let upstream = consumer.local_addr().unwrap();
+    let shutdown = consumer.shutdown_handle();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let served = serve_recording(consumer, seen.clone(), Duration::ZERO);
+    let faults = Faults {
+        reset_every: Some(64 * 1024),
+        jitter: 0.5,
+        seed: 4,
+        ..Faults::default()
+    };
+    let (addr, tally) = proxy(upstream, faults).await;
+    let sender = Producer::builder().session(addr.to_string()).raw_sender();
+    let stats = sender.stats();
+    for i in 0..3_000 {
+        sender.send(stamped(i, 300)).await.unwrap();
+    }
+    let report = sender.close().await.expect("every frame acknowledged");
+    assert!(report.confirmed);
+    let progress = stats.session_progress().expect("a session");
+    shutdown.shutdown();
+    served.await.unwrap();
+    let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+    assert_eq!(seen.stamps, (0..3_000).collect::<Vec<_>>());
+    assert_eq!(progress.delivered, 3_000);
+    assert!(tally.resets.load(Relaxed) >= 5);
+    assert_eq!(progress.resumes, progress.connections - 1);
+}
+
+/// `close_within` abandons a session whose consumer does not get through its frames in time, and
+/// the error says what became of every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_within_abandons_a_session_at_its_deadline_and_counts_every_frame() {
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = consumer.local_addr().unwrap();
+    let served = tokio::spawn(consumer.serve(Raw, |_: Delivery<Bytes>| async {
+        tokio::time::sleep(Duration::from_secs(3_600)).await; // never done in time
+    }));
+    let sender = Producer::builder().session(addr.to_string()).raw_sender();
+    for i in 0..100 {
+        sender.send(stamped(i, 300)).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let e = sender
+        .close_within(Duration::from_millis(300))
+        .await
+        .expect_err("the deadline passes first");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let framepipe::producer::Error::Session {
+        delivered,
+        unacked,
+        never_sent,
+        source,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(source.code(), "deadline", "{e}");
+    assert_eq!(delivered + unacked + never_sent, 100, "{e}");
+    assert_eq!(*delivered, 0, "the handler never returned: {e}");
+    served.abort();
 }

@@ -362,6 +362,16 @@ impl SendQueue {
         self.push(&mut s, frame);
     }
 
+    /// The application's close deadline, if one was set since the last look; registers `cx` to be
+    /// woken when one is (a session's driver looks even while it has no connection).
+    pub(crate) fn poll_deadline(&self, cx: &mut Context<'_>) -> Option<Instant> {
+        let mut s = self.lock();
+        if !s.closer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.closer = Some(cx.waker().clone());
+        }
+        s.deadline.take()
+    }
+
     /// No more items are taken; the batch, if any, goes out as a frame. `deadline`: the driver
     /// abandons what is not written by then.
     pub(crate) fn close(&self, why: &'static str, deadline: Option<Instant>) {

@@ -1,6 +1,7 @@
 //! A session producer (SPEC §10): a stream of payloads to one consumer across as many connections
 //! as it takes, each frame handled exactly once, in order, while the consumer process lives.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,9 +14,11 @@ use serde::Serialize;
 
 use crate::builder::Builder;
 use crate::queue::{Grant, SendQueue};
+use crate::sender::{LastHandle, Shared as SenderShared};
 use crate::session_driver::SessionDriver;
-use crate::stats::{SessionProgress, Snapshot, Stats};
+use crate::stats::{Report, SessionProgress, Snapshot, Stats};
 use crate::Error;
+use crate::{RawSender, Sender};
 
 /// A session to a consumer, not yet started: set it up, then [`send_json`](Session::send_json) or
 /// [`send_raw`](Session::send_raw). Made by [`Builder::session`].
@@ -147,11 +150,49 @@ impl Session {
             .await
     }
 
-    async fn send_stream<S, F>(self, source: S, send: F) -> Result<SessionReport, Error>
-    where
-        S: Stream,
-        F: Fn(&SendQueue, Grant, S::Item) -> Result<(), Error>,
-    {
+    /// A handle for sending typed items as they come (SPEC §6.7), in this session: the same
+    /// [`Sender`] as a plain connection's — `reserve`, `try_reserve` (which fails at once with
+    /// [`Error::Full`] while the queue holds its budget), `Sink`, `close`, `close_within` — over a
+    /// session that reconnects. Its driver runs in a task of its own; must be called inside a Tokio
+    /// runtime.
+    ///
+    /// `close` returns once every frame is acknowledged (`Report::confirmed`); `close_within`
+    /// abandons the session at its deadline with [`Error::Session`], which says what was delivered,
+    /// unacknowledged and never sent. [`Stats::session_progress`] has the session's counts at any
+    /// time.
+    pub fn sender<I: Serialize>(self) -> Sender<I> {
+        Sender::new(self.spawn())
+    }
+
+    /// A handle for sending raw bodies as they come, in this session; like [`Session::sender`].
+    pub fn raw_sender(self) -> RawSender {
+        RawSender::new(self.spawn())
+    }
+
+    fn spawn(self) -> Arc<LastHandle> {
+        let stats = self.stats.clone();
+        let addr = self.addr.clone();
+        let (queue, driver) = self.split();
+        let shared = SenderShared::new(queue, stats);
+        let handle = Arc::new(LastHandle(shared.clone()));
+        let handles = Arc::downgrade(&handle);
+        tokio::spawn(async move {
+            let result = driver.await.map(|r| Report {
+                snapshot: r.snapshot,
+                confirmed: r.complete,
+            });
+            if let Err(e) = &result {
+                if handles.strong_count() == 0 {
+                    tracing::warn!(%addr, "session ended: {e}"); // nobody is left to close
+                }
+            }
+            shared.finish(result);
+        });
+        handle
+    }
+
+    /// The session's queue and its driver, not yet running.
+    fn split(self) -> (Arc<SendQueue>, SessionDriver) {
         let queue = SendQueue::new(
             self.builder.queue.get_max_bytes(),
             self.builder.queue.get_max_items(),
@@ -174,6 +215,15 @@ impl Session {
             ProducerSession::new(self.config, now),
             sampler,
         );
+        (queue, driver)
+    }
+
+    async fn send_stream<S, F>(self, source: S, send: F) -> Result<SessionReport, Error>
+    where
+        S: Stream,
+        F: Fn(&SendQueue, Grant, S::Item) -> Result<(), Error>,
+    {
+        let (queue, driver) = self.split();
         let produce = crate::queue::pump(&queue, source, send);
         let mut produce = std::pin::pin!(produce);
         let mut driver = std::pin::pin!(driver);

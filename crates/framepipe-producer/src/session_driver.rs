@@ -64,6 +64,10 @@ pub(crate) struct SessionDriver {
     bytes_before: u64,
     /// Time from each lost connection to the welcome of the next (SPEC §10.1).
     pub(crate) outages: Vec<Duration>,
+    /// The application's close deadline (`Sender::close_within`): the session is abandoned then.
+    deadline: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// When the close began, for the error.
+    closing_since: Option<Instant>,
     _sampler: Sampler,
 }
 
@@ -115,6 +119,8 @@ impl SessionDriver {
             retained_shown: 0,
             bytes_before: 0,
             outages: Vec::new(),
+            deadline: None,
+            closing_since: None,
             _sampler: sampler,
         }
     }
@@ -191,6 +197,10 @@ impl SessionDriver {
             let taken = self.queue.take(cx, &mut Retaining { conn, now });
             if let (Some(at), Some(linger)) = (taken.linger_from, self.queue.linger()) {
                 conn.start_linger(at + linger);
+            }
+            if let Some(at) = taken.deadline {
+                self.deadline = Some((at, Box::pin(tokio::time::sleep_until(at.into()))));
+                self.closing_since.get_or_insert(now);
             }
             if taken.finished {
                 self.finished = true;
@@ -311,6 +321,25 @@ impl SessionDriver {
         }
     }
 
+    /// Watches the application's close deadline, in any phase: `Some` once it has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Result<SessionReport, Error>> {
+        if let Some(at) = self.queue.poll_deadline(cx) {
+            self.deadline = Some((at, Box::pin(tokio::time::sleep_until(at.into()))));
+            self.closing_since.get_or_insert(now());
+        }
+        let (_, sleep) = self.deadline.as_mut()?;
+        sleep.as_mut().poll(cx).is_ready().then(|| {
+            let after = now().saturating_duration_since(self.closing_since.unwrap_or_else(now));
+            if let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Over) {
+                let Running { io, conn } = *running;
+                let _ = io.get_ref().reset_on_close(); // what it holds is abandoned
+                self.bytes_before += conn.bytes_written();
+                self.session = Some(conn.into_session());
+            }
+            Err(self.fail(framepipe_proto::Error::Deadline { after }))
+        })
+    }
+
     pub(crate) fn report(&self, complete: bool) -> SessionReport {
         SessionReport::new(&self.stats, self.session(), complete, &self.outages)
     }
@@ -322,6 +351,11 @@ impl Future for SessionDriver {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
+            if !matches!(this.phase, Phase::Over) {
+                if let Some(end) = this.poll_deadline(cx) {
+                    return Poll::Ready(end);
+                }
+            }
             match &mut this.phase {
                 Phase::Over => return Poll::Pending,
                 Phase::Waiting => {
