@@ -19,13 +19,16 @@ use serde::Serialize;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
-/// Send events to a framepipe ingest service, batched.
+/// Send events to a framepipe ingest service, batched, in a session (SPEC §10): if the connection
+/// fails, the exporter reconnects and sends again what the service has not acknowledged, and the
+/// service drops what it already stored (`--plain`: one plain connection, as before).
 ///
 /// Ctrl-C (SIGINT) or SIGTERM stops taking events; those accepted are written and confirmed
 /// within --shutdown-timeout. A second signal cuts the close short: what is not written is never
 /// sent, and the report counts it.
 ///
-/// Exit status: 0 every event sent and confirmed stored; 2 cannot connect; 3 the service refused a
+/// Exit status: 0 every event sent and confirmed stored; 2 cannot connect (plain; a session keeps
+/// trying for --reconnect-timeout, then fails with 5); 3 the service refused a
 /// frame (it says which: frames before it were stored); 4 the service closed the connection; 5
 /// any other failure; 130 stopped by a signal, and every event taken was sent and confirmed; 131
 /// stopped by a signal, and the close ran out of --shutdown-timeout or was forced.
@@ -55,6 +58,14 @@ struct Args {
     /// may take, in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     shutdown_timeout: f64,
+
+    /// One plain connection, without a session: a failed connection loses what was in flight.
+    #[arg(long)]
+    plain: bool,
+
+    /// Session: give up when no connection can be made or resumed for this long, in seconds.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    reconnect_timeout: f64,
 }
 
 /// One event as sent: a frame's body is a JSON array of them.
@@ -87,12 +98,19 @@ async fn main() -> ExitCode {
             .max_bytes(args.batch_bytes)
             .linger(Duration::from_millis(args.linger_ms)),
     ));
-    let sender = match settings.connect(&args.connect).await {
-        Ok(conn) => conn.sender::<Event>(),
-        Err(e) => {
-            eprintln!("export: error: {e}");
-            return ExitCode::from(2);
+    let sender = if args.plain {
+        match settings.connect(&args.connect).await {
+            Ok(conn) => conn.sender::<Event>(),
+            Err(e) => {
+                eprintln!("export: error: {e}");
+                return ExitCode::from(2);
+            }
         }
+    } else {
+        settings
+            .session(args.connect.clone())
+            .reconnect_timeout(Duration::from_secs_f64(args.reconnect_timeout))
+            .sender::<Event>()
     };
 
     // The event source: one event at a time into a bounded channel, as request handlers would.
