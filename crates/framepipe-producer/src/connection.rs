@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::builder::Builder;
 use crate::driver::Driver;
 use crate::queue::{Grant, SendQueue};
-use crate::sender::{LastHandle, RawSender, Sender, Shared};
+use crate::sender::{spawn_driver, LastHandle, RawSender, Sender};
 use crate::stats::{Report, Stats};
 use crate::Error;
 
@@ -181,22 +181,9 @@ where
 
     fn spawn(self) -> Arc<LastHandle> {
         let stats = self.stats.clone();
-        let peer = self.peer.clone();
+        let peer = self.peer.to_string();
         let (queue, driver) = self.split();
-        let shared = Shared::new(queue, stats);
-        let handle = Arc::new(LastHandle(shared.clone()));
-        let handles = Arc::downgrade(&handle);
-        tokio::spawn(async move {
-            let result = driver.await;
-            if let Err(e) = &result {
-                if handles.strong_count() == 0 {
-                    // Nobody is left to call `close`: say it here.
-                    tracing::warn!(%peer, "producer connection ended: {e}");
-                }
-            }
-            shared.finish(result);
-        });
-        handle
+        spawn_driver(queue, stats, peer, driver)
     }
 }
 

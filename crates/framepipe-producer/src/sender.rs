@@ -87,6 +87,33 @@ impl Shared {
     }
 }
 
+/// Runs `driver` in a task of its own, feeding `queue`, and returns the first handle: the driver's
+/// outcome goes to whoever closes, or is logged (naming `peer`) when every handle is gone.
+pub(crate) fn spawn_driver<D>(
+    queue: Arc<SendQueue>,
+    stats: Stats,
+    peer: String,
+    driver: D,
+) -> Arc<LastHandle>
+where
+    D: Future<Output = Result<Report, Error>> + Send + 'static,
+{
+    let shared = Shared::new(queue, stats);
+    let handle = Arc::new(LastHandle(shared.clone()));
+    let handles = Arc::downgrade(&handle);
+    tokio::spawn(async move {
+        let result = driver.await;
+        if let Err(e) = &result {
+            if handles.strong_count() == 0 {
+                // Nobody is left to call `close`: say it here.
+                tracing::warn!(%peer, "producer connection ended: {e}");
+            }
+        }
+        shared.finish(result);
+    });
+    handle
+}
+
 /// Closes the queue when the last handle of a connection is dropped, so the connection finishes
 /// what it was given and closes cleanly.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::builder::Builder;
 use crate::queue::{Grant, SendQueue};
-use crate::sender::{LastHandle, Shared as SenderShared};
+use crate::sender::{spawn_driver, LastHandle};
 use crate::session_driver::SessionDriver;
 use crate::stats::{Report, SessionProgress, Snapshot, Stats};
 use crate::Error;
@@ -173,22 +173,14 @@ impl Session {
         let stats = self.stats.clone();
         let addr = self.addr.clone();
         let (queue, driver) = self.split();
-        let shared = SenderShared::new(queue, stats);
-        let handle = Arc::new(LastHandle(shared.clone()));
-        let handles = Arc::downgrade(&handle);
-        tokio::spawn(async move {
-            let result = driver.await.map(|r| Report {
-                snapshot: r.snapshot,
-                confirmed: r.complete,
-            });
-            if let Err(e) = &result {
-                if handles.strong_count() == 0 {
-                    tracing::warn!(%addr, "session ended: {e}"); // nobody is left to close
-                }
-            }
-            shared.finish(result);
-        });
-        handle
+        let driver = async move {
+            let report = driver.await?;
+            Ok(Report {
+                snapshot: report.snapshot,
+                confirmed: report.complete,
+            })
+        };
+        spawn_driver(queue, stats, addr, driver)
     }
 
     /// The session's queue and its driver, not yet running.
