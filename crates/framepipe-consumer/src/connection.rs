@@ -190,7 +190,7 @@ impl<M: Mode> Stream for Connection<M> {
                         this.next = (index + 1, offset + skipped);
                     }
                 }
-                this.stats.add_error();
+                this.stats.add_error(e.code());
                 return Poll::Ready(Some(Err(e)));
             }
         };
@@ -214,11 +214,12 @@ impl<M: Mode> Stream for Connection<M> {
                 })))
             }
             Err(source) => {
-                this.stats.add_error();
-                Poll::Ready(Some(Err(Error::Frame {
+                let error = Error::Frame {
                     peer: this.info.peer.clone(),
                     source,
-                })))
+                };
+                this.stats.add_error(error.code());
+                Poll::Ready(Some(Err(error)))
             }
         }
     }

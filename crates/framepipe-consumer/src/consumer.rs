@@ -21,7 +21,7 @@ use crate::listener::{Accepted, Listener};
 use crate::sessions::SessionTable;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Stats;
-use crate::{Connection, ConnectionInfo, Error, Mode};
+use crate::{Connection, ConnectionInfo, Error, Health, Mode};
 
 /// A listening consumer. Make one with [`Consumer::builder`]; then either [`Consumer::serve`] with a
 /// handler, or take connections one at a time with [`Consumer::accept`].
@@ -41,6 +41,8 @@ pub struct Consumer<L: Listener = TcpListener> {
     last_refusal_log: Option<Instant>,
     /// Sessions and where each is (SPEC §10.8); `None` when sessions are off.
     sessions: Option<SessionTable>,
+    /// Dropped with the consumer: [`Health`] sees it gone.
+    alive: Arc<()>,
 }
 
 /// Most refused connections kept open at once to let their producers read the notice; beyond
@@ -86,6 +88,7 @@ impl<L: Listener> Consumer<L> {
                 .core
                 .sessions
                 .map(|_| SessionTable::new(config.max_sessions, config.session_expiry)),
+            alive: Arc::new(()),
             config,
         }
     }
@@ -110,6 +113,19 @@ impl<L: Listener> Consumer<L> {
     /// A live view of the consumer's counters and stages.
     pub fn stats(&self) -> Stats {
         self.stats.clone()
+    }
+
+    /// A handle that says whether this consumer is ready for more connections (SPEC §11.2), for
+    /// `/readyz`-style checks; see [`Health::readiness`].
+    pub fn health(&self) -> Health {
+        Health {
+            stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
+            memory: self.memory.clone(),
+            max_open_connections: self.config.max_open_connections,
+            frame_bytes: self.config.core.codec.get_max_frame_length() as usize + HEADER_LEN,
+            alive: Arc::downgrade(&self.alive),
+        }
     }
 
     /// A handle that shuts this consumer down gracefully from anywhere (SPEC §8.5); see

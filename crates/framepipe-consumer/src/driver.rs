@@ -139,10 +139,14 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
     pub(crate) async fn run(mut self) -> DriverEnd {
         self.drive().await;
         self.stats.add_duplicates(self.core.duplicates());
-        if self.core.lost() {
-            tracing::debug!(peer = %self.peer, "session connection lost; the producer resumes it");
+        let session = self.link.slot.get().map(|lease| lease.slot.id());
+        let (peer, connection) = (&self.peer, self.link.conn_id);
+        if let (true, Some(session)) = (self.core.lost(), session) {
+            tracing::info!(%peer, connection, %session,
+                "session connection lost; the producer resumes it");
         }
         if let (true, Some(lease)) = (self.core.session_ended(), self.link.slot.get()) {
+            tracing::info!(%peer, connection, session = %lease.slot.id(), "session ended");
             let slot = lease.slot.clone();
             let _ = tokio::task::spawn_blocking(move || slot.forget()).await;
         }
@@ -234,7 +238,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             Control::Session(SessionChange::Superseded) => {
                 // Another connection of the session took over: read nothing more, hand on what was
                 // read, and close with a reset (its producer has gone on elsewhere; SPEC §10.8).
-                tracing::debug!(peer = %self.peer, "session taken over by a newer connection");
+                tracing::info!(peer = %self.peer, connection = self.link.conn_id,
+                    "session taken over by a newer connection");
                 self.core.stop_reading(now());
                 self.reset();
             }

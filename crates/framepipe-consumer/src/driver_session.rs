@@ -118,7 +118,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
                      try again later",
                     full.max_sessions
                 );
-                tracing::warn!(peer = %self.peer, session = %hello.session, "{message}");
+                tracing::warn!(peer = %self.peer, connection = self.link.conn_id,
+                    session = %hello.session, code = codes::SESSION_LIMIT, "{message}");
                 let notice = Notice::new(codes::SESSION_LIMIT, 0, 0, message);
                 self.core.reject(now(), notice);
                 return Ok(());
@@ -137,7 +138,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             Err(e) => {
                 let message =
                     format!("the consumer's session store failed to load the session: {e}");
-                tracing::error!(peer = %self.peer, session = %hello.session, "{message}");
+                tracing::error!(peer = %self.peer, connection = conn, session = %hello.session,
+                    code = codes::SESSION_STORE, "{message}");
                 let notice = Notice::new(codes::SESSION_STORE, 0, 0, message);
                 self.core.reject(now(), notice);
                 return Ok(());
@@ -148,8 +150,8 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         } else {
             self.stats.add_session_opened();
         }
-        tracing::debug!(peer = %self.peer, session = %hello.session, next = start.next,
-            known, "session welcomed");
+        tracing::info!(peer = %self.peer, connection = conn, session = %hello.session,
+            next = start.next, "{}", if known { "session resumed" } else { "session begun" });
         let mut holder = lease.slot.watch_holder();
         holder.borrow_and_update();
         self.link.holder = Some(holder);

@@ -9,6 +9,7 @@ use framepipe_flow::{
 };
 use serde::Serialize;
 
+use crate::metrics::{self, Metrics};
 use crate::{ConnectionInfo, Error};
 
 /// A live view of a consumer: totals over all connections. Cheap to clone.
@@ -48,6 +49,7 @@ struct Inner {
     handling: StageGauge,
     monitor: Monitor,
     memory: MemoryPool,
+    metrics: Metrics,
 }
 
 /// One reading of [`Stats`]. Serializes to JSON.
@@ -107,7 +109,9 @@ impl Stats {
         let monitor = Monitor::new(
             vec![reading.clone(), queue.clone(), handling.clone()],
             sockets,
-        );
+        )
+        .publish_as("consumer");
+        let memory = memory.publish_as("consumer");
         let counter = || AtomicU64::new(0);
         Stats {
             inner: Arc::new(Inner {
@@ -135,6 +139,7 @@ impl Stats {
                 handling,
                 monitor,
                 memory,
+                metrics: Metrics::register(),
             }),
         }
     }
@@ -219,6 +224,7 @@ impl Stats {
 
     pub(crate) fn add_refused(&self) {
         self.inner.connections_refused.fetch_add(1, Relaxed);
+        self.inner.metrics.connections_refused.increment(1);
     }
 
     pub(crate) fn refused(&self) -> u64 {
@@ -229,6 +235,8 @@ impl Stats {
         self.inner.first_accept.get_or_init(Instant::now);
         self.inner.connections_accepted.fetch_add(1, Relaxed);
         self.inner.connections_open.fetch_add(1, Relaxed);
+        self.inner.metrics.connections.increment(1);
+        self.inner.metrics.connections_open.increment(1.0);
     }
 
     pub(crate) fn connection_closed(&self) {
@@ -238,14 +246,17 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.inner.connections_open.fetch_sub(1, Relaxed);
+        self.inner.metrics.connections_open.decrement(1.0);
     }
 
     pub(crate) fn add_read(&self, bytes: usize) {
         self.inner.bytes_read.fetch_add(bytes as u64, Relaxed);
+        self.inner.metrics.bytes_received.increment(bytes as u64);
     }
 
     pub(crate) fn add_framed(&self) {
         self.inner.frames_read.fetch_add(1, Relaxed);
+        self.inner.metrics.frames_received.increment(1);
     }
 
     pub(crate) fn add_handed_out(&self, wire_bytes: usize) {
@@ -253,6 +264,7 @@ impl Stats {
         self.inner
             .bytes_delivered
             .fetch_add(wire_bytes as u64, Relaxed);
+        self.inner.metrics.frames_delivered.increment(1);
     }
 
     pub(crate) fn add_handled(&self, wire_bytes: usize) {
@@ -260,31 +272,42 @@ impl Stats {
         self.inner
             .bytes_handled
             .fetch_add(wire_bytes as u64, Relaxed);
+        self.inner.metrics.frames_handled.increment(1);
+        self.inner
+            .metrics
+            .bytes_handled
+            .increment(wire_bytes as u64);
     }
 
     pub(crate) fn add_handler_error(&self) {
         self.inner.handler_errors.fetch_add(1, Relaxed);
-        self.add_error();
+        self.add_error("handler");
     }
 
     pub(crate) fn add_unhandled(&self, frames: u64) {
         self.inner.frames_unhandled.fetch_add(frames, Relaxed);
+        self.inner.metrics.frames_unhandled.increment(frames);
     }
 
-    pub(crate) fn add_error(&self) {
+    /// Counts an error; `code` labels it in the metrics ([`Error::code`], or `handler`).
+    pub(crate) fn add_error(&self, code: &'static str) {
         self.inner.errors.fetch_add(1, Relaxed);
+        metrics::record_error(code);
     }
 
     pub(crate) fn add_session_opened(&self) {
         self.inner.sessions_opened.fetch_add(1, Relaxed);
+        self.inner.metrics.sessions.increment(1);
     }
 
     pub(crate) fn add_session_resumed(&self) {
         self.inner.sessions_resumed.fetch_add(1, Relaxed);
+        self.inner.metrics.session_resumes.increment(1);
     }
 
     pub(crate) fn add_duplicates(&self, frames: u64) {
         self.inner.duplicates_dropped.fetch_add(frames, Relaxed);
+        self.inner.metrics.duplicates_dropped.increment(frames);
     }
 
     pub(crate) fn add_slowed(&self, waited: Duration) {

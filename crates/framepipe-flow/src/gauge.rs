@@ -1,7 +1,7 @@
 //! Per-stage memory gauges: bytes held now, the peak, items, and time spent blocked.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +22,8 @@ struct Inner {
     peak_bytes: AtomicUsize,
     items: AtomicUsize,
     blocked_nanos: AtomicU64,
+    /// Where blocked time is also recorded once the stage is published (SPEC §11.1).
+    blocked_metric: OnceLock<metrics::Histogram>,
 }
 
 /// A point-in-time reading of a [`StageGauge`], ready to print or serialize as JSON.
@@ -49,6 +51,7 @@ impl StageGauge {
                 peak_bytes: AtomicUsize::new(0),
                 items: AtomicUsize::new(0),
                 blocked_nanos: AtomicU64::new(0),
+                blocked_metric: OnceLock::new(),
             }),
         }
     }
@@ -81,6 +84,14 @@ impl StageGauge {
     pub fn add_blocked(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.inner.blocked_nanos.fetch_add(nanos, Relaxed);
+        if let Some(metric) = self.inner.blocked_metric.get() {
+            metric.record(waited.as_secs_f64());
+        }
+    }
+
+    /// Records every later [`StageGauge::add_blocked`] in `metric` too (the first call wins).
+    pub(crate) fn set_blocked_histogram(&self, metric: metrics::Histogram) {
+        let _ = self.inner.blocked_metric.set(metric);
     }
 
     /// Bytes held now.

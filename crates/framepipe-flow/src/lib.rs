@@ -33,6 +33,7 @@
 )]
 
 mod gauge;
+pub mod metrics;
 mod peer;
 pub mod pool;
 pub mod probe;

@@ -34,10 +34,10 @@ pub struct Reservation {
 /// A byte budget shared by many readers. Cheap to clone (all clones are the same pool).
 #[derive(Clone)]
 pub struct MemoryPool {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     free: Semaphore,
     limit: usize,
     reserve: usize,

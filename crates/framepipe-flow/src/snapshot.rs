@@ -58,11 +58,11 @@ pub struct FlowSnapshot {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Monitor {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     stages: Vec<StageGauge>,
     sockets: SocketSet,
     peak_in_flight: AtomicUsize,

@@ -179,10 +179,14 @@ impl Builder {
             addr: shown.clone(),
             source,
         };
-        let stream = socket::connect(addr, &self.socket)
-            .await
-            .map_err(connect_error)?;
+        let stream = socket::connect(addr, &self.socket).await.map_err(|e| {
+            let error = connect_error(e);
+            tracing::warn!(addr = %shown, code = error.code(), "{error}");
+            crate::metrics::record_error(error.code());
+            error
+        })?;
         let peer = stream.peer_addr().map_err(connect_error)?;
+        tracing::info!(%peer, "connected");
         let io = Shared::new(stream);
         let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
         Ok(Connection::new(io, PeerAddr::Tcp(peer), Some(probe), self))

@@ -181,9 +181,8 @@ where
 
     fn spawn(self) -> Arc<LastHandle> {
         let stats = self.stats.clone();
-        let peer = self.peer.to_string();
         let (queue, driver) = self.split();
-        spawn_driver(queue, stats, peer, driver)
+        spawn_driver(queue, stats, driver)
     }
 }
 

@@ -224,6 +224,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                          that it handled them all is not confirmed"
                     );
                 }
+                tracing::info!(peer = %self.peer, frames = self.core.frames_written(), confirmed,
+                    "connection closed");
                 Ok(Report {
                     snapshot: self.stats.snapshot(),
                     confirmed,
@@ -235,7 +237,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                         let _ = probe.reset_on_close();
                     }
                 }
-                Err(Error::from_core(&self.peer, self.progress(), error))
+                let error = Error::from_core(&self.peer, self.progress(), error);
+                tracing::warn!(peer = %self.peer, code = error.code(), "connection failed: {error}");
+                crate::metrics::record_error(error.code());
+                Err(error)
             }
         })
     }

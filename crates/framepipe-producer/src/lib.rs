@@ -45,6 +45,7 @@ mod driver;
 mod encoder;
 mod error;
 pub mod generator;
+pub mod metrics;
 mod queue;
 pub mod reference;
 mod sender;

@@ -88,28 +88,16 @@ impl Shared {
 }
 
 /// Runs `driver` in a task of its own, feeding `queue`, and returns the first handle: the driver's
-/// outcome goes to whoever closes, or is logged (naming `peer`) when every handle is gone.
-pub(crate) fn spawn_driver<D>(
-    queue: Arc<SendQueue>,
-    stats: Stats,
-    peer: String,
-    driver: D,
-) -> Arc<LastHandle>
+/// outcome goes to whoever closes (and is logged by the driver, naming the peer).
+pub(crate) fn spawn_driver<D>(queue: Arc<SendQueue>, stats: Stats, driver: D) -> Arc<LastHandle>
 where
     D: Future<Output = Result<Report, Error>> + Send + 'static,
 {
     let shared = Shared::new(queue, stats);
     let handle = Arc::new(LastHandle(shared.clone()));
-    let handles = Arc::downgrade(&handle);
     tokio::spawn(async move {
-        let result = driver.await;
-        if let Err(e) = &result {
-            if handles.strong_count() == 0 {
-                // Nobody is left to call `close`: say it here.
-                tracing::warn!(%peer, "producer connection ended: {e}");
-            }
-        }
-        shared.finish(result);
+        // The drivers log how they ended (naming the peer), so an outcome nobody closes for is seen.
+        shared.finish(driver.await);
     });
     handle
 }

@@ -171,7 +171,6 @@ impl Session {
 
     fn spawn(self) -> Arc<LastHandle> {
         let stats = self.stats.clone();
-        let addr = self.addr.clone();
         let (queue, driver) = self.split();
         let driver = async move {
             let report = driver.await?;
@@ -180,7 +179,7 @@ impl Session {
                 confirmed: report.complete,
             })
         };
-        spawn_driver(queue, stats, addr, driver)
+        spawn_driver(queue, stats, driver)
     }
 
     /// The session's queue and its driver, not yet running.

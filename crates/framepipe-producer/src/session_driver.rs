@@ -22,7 +22,7 @@ use tokio::time::Sleep;
 
 use crate::queue::{FrameSink, SendQueue};
 use crate::session::SessionReport;
-use crate::stats::{SessionProgress, Stats};
+use crate::stats::Stats;
 use crate::Error;
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -62,6 +62,8 @@ pub(crate) struct SessionDriver {
     retained_shown: usize,
     /// Bytes written on the connections before the current one.
     bytes_before: u64,
+    /// The last connection whose welcome was logged.
+    welcomed_logged: u64,
     /// Time from each lost connection to the welcome of the next (SPEC §10.1).
     pub(crate) outages: Vec<Duration>,
     /// The application's close deadline (`Sender::close_within`): the session is abandoned then.
@@ -118,6 +120,7 @@ impl SessionDriver {
             finished: false,
             retained_shown: 0,
             bytes_before: 0,
+            welcomed_logged: 0,
             outages: Vec::new(),
             deadline: None,
             closing_since: None,
@@ -144,8 +147,7 @@ impl SessionDriver {
         let spread = self.rng.random_range(-1.0..=1.0);
         let session = self.session.as_mut().expect("given back");
         let result = session.next_attempt(now, spread);
-        self.stats
-            .set_session_progress(SessionProgress::of(session));
+        self.stats.set_session_progress(session);
         match result {
             Ok(at) => {
                 tracing::warn!(addr = %self.addr, session = %session.id(),
@@ -163,13 +165,16 @@ impl SessionDriver {
         self.queue.fail();
         self.phase = Phase::Over;
         let s = self.session.as_ref().expect("given back");
-        Error::Session {
+        let error = Error::Session {
             session: s.id().to_string(),
             delivered: s.delivered(),
             unacked: s.unacked(),
             never_sent: s.never_sent(),
             source,
-        }
+        };
+        tracing::warn!(addr = %self.addr, session = %s.id(), code = error.code(), "{error}");
+        crate::metrics::record_error(error.code());
+        error
     }
 
     /// A connection was made: its session core starts with a hello.
@@ -261,6 +266,12 @@ impl SessionDriver {
             self.outages.push(outage);
         }
         let s = conn.session();
+        let connection = s.counts().connections;
+        if connection > self.welcomed_logged {
+            self.welcomed_logged = connection;
+            tracing::info!(addr = %self.addr, session = %s.id(), connection,
+                next = s.delivered(), "{}", if connection == 1 { "session begun" } else { "session resumed" });
+        }
         let retained = s.retention().bytes();
         let gauge = self.stats.retained_gauge();
         if retained > self.retained_shown {
@@ -272,7 +283,7 @@ impl SessionDriver {
         let written_once = s.accepted() - s.never_sent();
         self.stats
             .set_written(written_once, self.bytes_before + conn.bytes_written());
-        self.stats.set_session_progress(SessionProgress::of(s));
+        self.stats.set_session_progress(s);
     }
 
     /// What the running connection's event means for the session.
@@ -294,6 +305,9 @@ impl SessionDriver {
                 self.bytes_before += conn.bytes_written();
                 self.session = Some(conn.into_session());
                 self.stats.monitor().record();
+                let s = self.session.as_ref().expect("given back");
+                tracing::info!(addr = %self.addr, session = %s.id(), delivered = s.delivered(),
+                    "session complete");
                 Some(Ok(self.report(true)))
             }
             SessionEvent::Lost {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use framepipe_flow::{FlowSnapshot, Monitor, SocketSet, StageGauge};
 use serde::Serialize;
 
+use crate::metrics::{Metrics, SessionSeen};
+
 /// A live view of one producer connection. Cheap to clone; read it from any task while the
 /// connection runs (the example binaries print it every second).
 ///
@@ -31,8 +33,9 @@ struct Inner {
     writing: StageGauge,
     retained: StageGauge,
     monitor: Monitor,
-    /// A session's progress, kept up to date by its driver (SPEC §10).
-    session: std::sync::Mutex<Option<SessionProgress>>,
+    /// A session's progress, kept up to date by its driver (SPEC §10), and what was recorded.
+    session: std::sync::Mutex<Option<(SessionProgress, SessionSeen)>>,
+    metrics: Metrics,
 }
 
 /// Where a session is, as its driver last saw it ([`Stats::session_progress`]).
@@ -116,7 +119,8 @@ impl Stats {
         let writing = StageGauge::new("writing");
         let retained = StageGauge::new("retained");
         let last = if session { &retained } else { &writing };
-        let monitor = Monitor::new(vec![encoded.clone(), queue.clone(), last.clone()], sockets);
+        let monitor = Monitor::new(vec![encoded.clone(), queue.clone(), last.clone()], sockets)
+            .publish_as("producer");
         let counter = || AtomicU64::new(0);
         Stats {
             inner: Arc::new(Inner {
@@ -132,6 +136,7 @@ impl Stats {
                 retained,
                 monitor,
                 session: std::sync::Mutex::new(None),
+                metrics: Metrics::register(),
             }),
         }
     }
@@ -206,11 +211,23 @@ impl Stats {
     /// waits for an ack, what was never sent, and the reconnects so far. Readable while the session
     /// runs and after it was abandoned.
     pub fn session_progress(&self) -> Option<SessionProgress> {
-        *self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
+        let session = self.inner.session.lock().unwrap_or_else(|e| e.into_inner());
+        session.map(|(progress, _)| progress)
     }
 
-    pub(crate) fn set_session_progress(&self, progress: SessionProgress) {
-        *self.inner.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress);
+    /// Keeps the session's progress, and records what it did since the last call.
+    pub(crate) fn set_session_progress(
+        &self,
+        session: &framepipe_proto::producer::ProducerSession,
+    ) {
+        let progress = SessionProgress::of(session);
+        let counts = session.counts();
+        let mut shown = self.inner.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = shown.map(|(_, seen)| seen).unwrap_or_default();
+        self.inner
+            .metrics
+            .session(&mut seen, progress, counts.acks, counts.resent);
+        *shown = Some((progress, seen));
     }
 
     pub(crate) fn retained_gauge(&self) -> &StageGauge {
@@ -219,6 +236,7 @@ impl Stats {
 
     pub(crate) fn add_items(&self, items: u64) {
         self.inner.items_sent.fetch_add(items, Relaxed);
+        self.inner.metrics.items.increment(items);
     }
 
     pub(crate) fn add_encoded(&self, wire_bytes: usize) {
@@ -226,11 +244,17 @@ impl Stats {
         self.inner
             .bytes_encoded
             .fetch_add(wire_bytes as u64, Relaxed);
+        self.inner.metrics.frames_encoded.increment(1);
     }
 
+    /// Sets the written totals (they only grow), and records the growth.
     pub(crate) fn set_written(&self, frames: u64, bytes: u64) {
-        self.inner.frames_written.store(frames, Relaxed);
-        self.inner.bytes_written.store(bytes, Relaxed);
+        let frames_before = self.inner.frames_written.swap(frames, Relaxed);
+        let bytes_before = self.inner.bytes_written.swap(bytes, Relaxed);
+        let m = &self.inner.metrics;
+        m.frames_sent
+            .increment(frames.saturating_sub(frames_before));
+        m.bytes_sent.increment(bytes.saturating_sub(bytes_before));
     }
 }
 
