@@ -82,7 +82,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    support::init_logging(None);
+    support::init_logging(None, support::LogFormat::Pretty);
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -19,6 +19,7 @@ use framepipe::consumer::{
     Validate,
 };
 use framepipe::reference::Record;
+use support::observe;
 use support::stamp::{stamp_of, Stamped, Verifier, VerifyCounts};
 use support::{
     parse_interval, parse_size, parse_timeout, stats_line, ConsumerCounts, ConsumerSessionCounts,
@@ -129,6 +130,9 @@ struct Args {
     /// Print the summary as one JSON object on stdout as well.
     #[arg(long)]
     summary_json: bool,
+
+    #[command(flatten)]
+    observe: support::Observe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,7 +164,13 @@ async fn main() -> ExitCode {
         }
     };
     let bar = support::progress_bar(None);
-    support::init_logging(bar.clone());
+    support::init_logging(bar.clone(), args.observe.log_format);
+    // Before the consumer is built: its metrics handles are registered with this recorder.
+    let endpoint = match observe::start_if(args.observe.metrics.as_deref(), true, "consumer").await
+    {
+        Ok(endpoint) => endpoint,
+        Err(code) => return code,
+    };
 
     let slow = SlowDown::none()
         .delay(Duration::from_millis(args.delay_ms))
@@ -200,6 +210,9 @@ async fn main() -> ExitCode {
         support::mib(args.memory_limit as u64),
         slow
     );
+    if let Some(endpoint) = &endpoint {
+        endpoint.set_health(consumer.health());
+    }
     let stats = consumer.stats();
     let interrupted = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(on_signals(
@@ -208,6 +221,20 @@ async fn main() -> ExitCode {
         interrupted.clone(),
     ));
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
+    let read = {
+        let stats = stats.clone();
+        move || {
+            let s = stats.snapshot();
+            support::plot::one_side(s.bytes_handled, s.flow)
+        }
+    };
+    let plot = match support::plot::start_if(args.observe.plot.as_deref(), read) {
+        Ok(plot) => plot,
+        Err(e) => {
+            eprintln!("consumer: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let records = Arc::new(AtomicU64::new(0));
     let verifier = Arc::new(Mutex::new(Verifier::default()));
     let fail_every = args.fail_every;
@@ -254,6 +281,13 @@ async fn main() -> ExitCode {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    let title = format!(
+        "consumer, {:?} mode, budget {}, delay {} ms",
+        args.mode,
+        support::mib(args.budget as u64),
+        args.delay_ms
+    );
+    support::plot::finish_if(plot, "consumer", &title, args.budget as u64);
     let records = (args.mode == ModeArg::Typed).then(|| records.load(Relaxed));
     finish(&args, &report, records, verified, interrupted.load(Relaxed))
 }

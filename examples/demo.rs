@@ -7,6 +7,8 @@
 
 #[path = "chaos/mod.rs"]
 mod chaos;
+#[path = "demo/report.rs"]
+mod report;
 mod support;
 
 use std::process::ExitCode;
@@ -18,10 +20,11 @@ use clap::Parser;
 use framepipe::consumer::{Consumer, Json, Report, Shutdown, SlowDown};
 use framepipe::producer::{generator, Error, Producer};
 use framepipe::reference::Record;
+use report::{queue_blocked_ms, report};
+use support::plot::{Reading, Recording};
 use support::{
     close, feed, mib, parse_interval, parse_size, send_session, stage_list, thousands,
-    ConsumerCounts, ConsumerSessionCounts, ProducerCounts, ProducerSessionCounts, SessionEnd,
-    Signals, Summary, EXIT_FORCED, EXIT_INTERRUPTED,
+    ProducerSessionCounts, SessionEnd, Signals,
 };
 
 /// Producer → slow consumer on an ephemeral loopback port, showing backpressure hold memory flat.
@@ -95,7 +98,21 @@ struct Args {
     /// Print both summaries as one JSON object on stdout as well.
     #[arg(long)]
     summary_json: bool,
+
+    #[command(flatten)]
+    observe: support::Observe,
+
+    /// UNSAFE, for comparison: every budget and memory limit becomes 1 TiB (an unbounded queue is
+    /// a queue whose bound is never reached), so nothing holds the producer back and memory grows
+    /// with the consumer's backlog. A watchdog stops the process (exit 4) if RSS passes 1 GiB.
+    #[arg(long)]
+    unbounded: bool,
 }
+
+/// `--unbounded`: the budgets and memory limit, never reached.
+const UNBOUNDED: usize = 1 << 40;
+/// `--unbounded`: the RSS at which the watchdog stops the run.
+const SAFETY_RSS: u64 = 1 << 30;
 
 /// What the producer's side came to, in either mode.
 struct Sent {
@@ -110,7 +127,7 @@ struct Sent {
 fn main() -> ExitCode {
     let args = Args::parse();
     let bar = support::progress_bar(Some(args.frames));
-    support::init_logging(bar.clone());
+    support::init_logging(bar.clone(), args.observe.log_format);
     // Two worker threads: the producer and the consumer each get a core, as in two processes.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,11 +149,25 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything is built: metrics handles are registered with this recorder.
+    let endpoint =
+        match support::observe::start_if(args.observe.metrics.as_deref(), true, "demo").await {
+            Ok(endpoint) => endpoint,
+            Err(code) => return code,
+        };
     let slow = SlowDown::none()
         .delay(Duration::from_millis(args.delay_ms))
         .stall(Duration::from_millis(args.stall_ms), args.stall_every);
-    let consumer = match Consumer::builder()
-        .budget(args.budget)
+    let budget = if args.unbounded {
+        UNBOUNDED
+    } else {
+        args.budget
+    };
+    let mut builder = Consumer::builder().budget(budget);
+    if args.unbounded {
+        builder = builder.memory_limit(UNBOUNDED);
+    }
+    let consumer = match builder
         .slow_down(slow)
         .max_connections(args.plain.then_some(1))
         .shutdown_timeout(args.shutdown_timeout)
@@ -165,6 +196,9 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
         }
         None => (upstream, None),
     };
+    if let Some(endpoint) = &endpoint {
+        endpoint.set_health(consumer.health());
+    }
     let consumer_stats = consumer.stats();
     let shutdown = consumer.shutdown_handle();
     let records = Arc::new(AtomicU64::new(0));
@@ -194,8 +228,8 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     let waited_ms = Arc::new(AtomicU64::new(0));
     let rss_samples = RssSamples::default();
     let source = generator::reference_frames(args.frames, args.records_per_frame);
-    let (sent, producer_stats) = if args.plain {
-        let conn = match Producer::builder().budget(args.budget).connect(addr).await {
+    let (sent, producer_stats, plot) = if args.plain {
+        let conn = match Producer::builder().budget(budget).connect(addr).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("demo: error: {e}");
@@ -211,12 +245,13 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
             &rss_samples,
             &waited_ms,
         );
+        let plot = start_plot(&args, &stats, &consumer_stats);
         let sent = send_plain(&args, conn, source, &mut signals, &waited_ms).await;
         reporter.abort();
-        (sent, stats)
+        (sent, stats, plot)
     } else {
         let session = Producer::builder()
-            .budget(args.budget)
+            .budget(budget)
             .session(addr.to_string())
             .reconnect_timeout(args.reconnect_timeout);
         let stats = session.stats();
@@ -228,9 +263,12 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
             &rss_samples,
             &waited_ms,
         );
-        let end = send_session("demo", session, source, &mut signals, args.shutdown_timeout).await;
+        let plot = start_plot(&args, &stats, &consumer_stats);
+        let send = |s: framepipe::producer::Session, src| s.send_json(src);
+        let timeout = args.shutdown_timeout;
+        let end = send_session("demo", session, source, send, &mut signals, timeout).await;
         reporter.abort();
-        (sent_from_session(&stats, end), stats)
+        (sent_from_session(&stats, end), stats, plot)
     };
     let served = finish_consumer(
         server,
@@ -242,6 +280,7 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    support::plot::finish_if(plot, "demo", &plot_title(&args), args.budget as u64);
     if let Some(tally) = &tally {
         eprintln!(
             "chaos proxy: {} connections, {} resets injected",
@@ -264,6 +303,66 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
         records.load(Relaxed),
         waited_ms,
         &rss_samples,
+    )
+}
+
+/// `--plot`: samples both sides (and, with `--unbounded`, starts the RSS watchdog).
+fn start_plot(
+    args: &Args,
+    producer: &framepipe::producer::Stats,
+    consumer: &framepipe::consumer::Stats,
+) -> Option<Recording> {
+    let (p, c) = (producer.clone(), consumer.clone());
+    let read = move || {
+        let (ps, cs) = (p.snapshot(), c.snapshot());
+        let sides = vec![("producer ", ps.flow), ("consumer ", cs.flow)];
+        Reading {
+            bytes: cs.bytes_handled,
+            sides,
+        }
+    };
+    let plot = support::plot::start_if(args.observe.plot.as_deref(), read).unwrap_or_else(|e| {
+        eprintln!("demo: {e}");
+        None
+    });
+    if args.unbounded {
+        let (picture, title) = (plot.as_ref().map(Recording::plot), plot_title(args));
+        let budget = args.budget as u64;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let rss = framepipe::flow::probe::rss_bytes().unwrap_or(0);
+                if rss > SAFETY_RSS {
+                    eprintln!(
+                        "demo: --unbounded safety stop: RSS {} passed {}; stopping the run",
+                        mib(rss),
+                        mib(SAFETY_RSS)
+                    );
+                    if let Some(Ok(path)) = picture.map(|p| p.draw(&title, budget)) {
+                        eprintln!("demo: plot written to {}", path.display());
+                    }
+                    std::process::exit(4);
+                }
+            }
+        });
+    }
+    plot
+}
+
+fn plot_title(args: &Args) -> String {
+    format!(
+        "demo{}: {} frames, budget {} per side{}, consumer delay {} ms, stall {} ms every {}",
+        if args.plain { " (plain)" } else { "" },
+        thousands(args.frames),
+        mib(args.budget as u64),
+        if args.unbounded {
+            " NOT ENFORCED (--unbounded)"
+        } else {
+            ""
+        },
+        args.delay_ms,
+        args.stall_ms,
+        args.stall_every,
     )
 }
 
@@ -411,176 +510,6 @@ async fn report_loop(
             mib((ps.flow.in_flight_bytes + cs.flow.in_flight_bytes) as u64),
             ps.flow.rss_bytes.map_or("n/a".into(), mib),
             waited_ms.load(Relaxed).max(queue_blocked_ms(&ps.flow)),
-        );
-    }
-}
-
-/// Prints both summaries and the backpressure check, and picks the exit status.
-fn report(
-    args: &Args,
-    ps: &framepipe::producer::Snapshot,
-    served: &Report,
-    sent: &Sent,
-    records: u64,
-    waited_ms: u64,
-    rss_samples: &RssSamples,
-) -> ExitCode {
-    let cs = &served.snapshot;
-    let retained = if sent.session.is_some() {
-        args.budget
-    } else {
-        0
-    };
-    let producer = Summary::new(
-        "producer",
-        ps.frames_written,
-        Some(ps.frames_written * args.records_per_frame as u64),
-        ps.bytes_written,
-        ps.secs,
-        &ps.flow,
-        args.budget + retained,
-        u64::from(sent.error.is_some()),
-        sent.error.clone(),
-    )
-    .interrupted(sent.interrupted)
-    .producer(ProducerCounts {
-        items_sent: ps.items_sent,
-        frames_encoded: ps.frames_encoded,
-        frames_written: ps.frames_written,
-        never_sent: if sent.session.is_some() {
-            sent.never_sent
-        } else {
-            sent.never_sent.max(ps.frames_unwritten())
-        },
-        confirmed: sent.confirmed,
-        close_forced: sent.forced,
-        waited_for_room_ms: waited_ms,
-    });
-    let producer = match &sent.session {
-        Some(counts) => producer.producer_session(counts.clone()),
-        None => producer,
-    };
-    let consumer = Summary::new(
-        "consumer",
-        cs.frames_handled,
-        Some(records),
-        cs.bytes_handled,
-        cs.busy_secs,
-        &cs.flow,
-        args.budget,
-        cs.errors,
-        served.connections.iter().find_map(|c| c.error.clone()),
-    )
-    .interrupted(sent.interrupted)
-    .consumer(ConsumerCounts {
-        connections: cs.connections_accepted,
-        connections_refused: cs.connections_refused,
-        frames_read: cs.frames_read,
-        frames_delivered: cs.frames_delivered,
-        frames_handled: cs.frames_handled,
-        frames_unhandled: cs.frames_unhandled,
-        handler_errors: cs.handler_errors,
-        shutdown_forced: served.shutdown.is_some_and(|s| s.forced),
-        shutdown_secs: served.shutdown.map(|s| s.secs),
-    })
-    .consumer_session(
-        ConsumerSessionCounts {
-            sessions: cs.sessions,
-            resumes: cs.session_resumes,
-            duplicates_dropped: cs.duplicates_dropped,
-        },
-        None,
-    );
-    eprintln!("{}\n{}", producer.human(), consumer.human());
-    let within_bound = check_bound(args, ps, cs, waited_ms, retained);
-    print_rss_drift(&rss_samples.lock().unwrap());
-    if args.summary_json {
-        let both = serde_json::json!({ "producer": producer, "consumer": consumer });
-        println!("{both}");
-    }
-    let forced = sent.forced
-        || consumer
-            .consumer
-            .as_ref()
-            .is_some_and(|c| c.shutdown_forced);
-    if !within_bound {
-        eprintln!("demo: error: in-flight bytes exceeded the bound");
-        return ExitCode::from(4);
-    }
-    if forced {
-        if let Some(e) = &sent.error {
-            eprintln!("demo: error: {e}");
-        }
-        return ExitCode::from(EXIT_FORCED);
-    }
-    match (&sent.error, sent.interrupted) {
-        (Some(e), _) => {
-            eprintln!("demo: error: {e}");
-            ExitCode::from(3)
-        }
-        (None, true) => ExitCode::from(EXIT_INTERRUPTED),
-        (None, false) => ExitCode::SUCCESS,
-    }
-}
-
-/// The claim of the demo, checked on the figures just measured: the peak bytes in flight on both
-/// sides stay within the budgets, the socket queues and one frame at each hand-off.
-fn check_bound(
-    args: &Args,
-    ps: &framepipe::producer::Snapshot,
-    cs: &framepipe::consumer::Snapshot,
-    waited_ms: u64,
-    retained: usize,
-) -> bool {
-    let socket_peaks =
-        ps.flow.peak_send_queue_bytes.unwrap_or(0) + cs.flow.peak_recv_queue_bytes.unwrap_or(0);
-    let frame = ps.bytes_encoded / ps.frames_encoded.max(1);
-    // SPEC §5.4, with the default write batch and read block.
-    let batch_and_block = (framepipe::producer::DEFAULT_WRITE_BATCH_BYTES
-        + framepipe::consumer::DEFAULT_READ_CHUNK) as u64;
-    // A session's frames stay retained until acknowledged: as much again as its queue (SPEC §10.2).
-    let bound =
-        (2 * args.budget + retained) as u64 + socket_peaks as u64 + 4 * frame + batch_and_block;
-    let in_flight = (ps.flow.peak_in_flight_bytes + cs.flow.peak_in_flight_bytes) as u64;
-    eprintln!(
-        "backpressure: {} of data went through {} in flight at most (per-side peaks added); bound: \
-         budgets 2 × {}{} + socket queue peaks {} + one frame in hand at 4 hand-offs + write batch \
-         and read block = {}; producer waited {} ms for room",
-        support::mb(ps.bytes_written),
-        mib(in_flight),
-        mib(args.budget as u64),
-        if retained > 0 {
-            format!(" + retained {}", mib(retained as u64))
-        } else {
-            String::new()
-        },
-        mib(socket_peaks as u64),
-        mib(bound),
-        waited_ms,
-    );
-    in_flight <= bound
-}
-
-/// Time the source waited for room in the queue: the `queue` stage's blocked time.
-fn queue_blocked_ms(flow: &framepipe::flow::FlowSnapshot) -> u64 {
-    flow.stages
-        .iter()
-        .find(|s| s.name == "queue")
-        .map_or(0, |s| s.blocked_ms)
-}
-
-/// RSS a quarter of the way in and at the end: flat if memory is bounded.
-fn print_rss_drift(rss: &[(u64, u64)]) {
-    if rss.len() >= 4 {
-        let first = rss[rss.len() / 4];
-        let last = rss[rss.len() - 1];
-        eprintln!(
-            "RSS: {} after {} frames, {} after {} frames ({:+.1}%)",
-            mib(first.1),
-            thousands(first.0),
-            mib(last.1),
-            thousands(last.0),
-            (last.1 as f64 / first.1 as f64 - 1.0) * 100.0
         );
     }
 }

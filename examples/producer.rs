@@ -5,6 +5,10 @@
 //! cargo run --release --example producer            # terminal 2
 //! ```
 
+#[path = "producer/source.rs"]
+mod source;
+#[path = "producer/summary.rs"]
+mod summary;
 mod support;
 
 use std::process::ExitCode;
@@ -13,14 +17,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use framepipe::codec::session::Pacing;
-use framepipe::producer::{generator, Error, Producer, Stats};
-use framepipe::proto::Error as ProtoError;
+use framepipe::producer::{generator, Producer, Session, Stats};
 use futures::StreamExt;
+use source::RawSource;
+use summary::{fail, finish, finish_session};
 use support::stamp::Body;
 use support::{
     close, feed, parse_interval, parse_size, parse_timeout, send_session, stats_line, Closed,
-    ProducerCounts, ProducerSessionCounts, SessionEnd, Signals, Summary, Timeout, EXIT_FORCED,
-    EXIT_INTERRUPTED,
+    Handle, Signals, Timeout, EXIT_INTERRUPTED,
 };
 
 /// Send frames of reference records (fixtures/sample-record.json) to a framepipe consumer.
@@ -99,31 +103,98 @@ struct Args {
     ack_every: Option<u32>,
 
     /// Put each frame's number in it, `{"stamp":N,"records":[...]}`, for `consumer --verify`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["payload", "jsonl"])]
     stamp: bool,
+
+    /// Send this file's bytes (one JSON value, checked once) as the body of each of --frames
+    /// frames: the transport without the cost of serializing, with your own payload.
+    #[arg(long, value_name = "FILE", conflicts_with = "jsonl")]
+    payload: Option<std::path::PathBuf>,
+
+    /// Send each line of this JSON Lines file as one frame (--frames is ignored). Each line is
+    /// checked to be one JSON value; at a bad line the producer stops, sends the lines before it and
+    /// exits 65 (see `fpcat send --skip-bad` to go on).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<std::path::PathBuf>,
 
     /// Print the summary as one JSON object on stdout as well.
     #[arg(long)]
     summary_json: bool,
+
+    #[command(flatten)]
+    observe: support::Observe,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     // Before anything else: until the handlers are installed, a signal kills the process.
-    let mut signals = match Signals::new() {
+    let signals = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("producer: error: cannot install signal handlers: {e}");
             return ExitCode::from(5);
         }
     };
-    let bar = support::progress_bar(Some(args.frames));
-    support::init_logging(bar.clone());
-    if !args.plain {
-        return run_session(&args, signals, bar).await;
-    }
+    let bar = support::progress_bar(args.jsonl.is_none().then_some(args.frames));
+    support::init_logging(bar.clone(), args.observe.log_format);
+    // Before anything is built: metrics handles are registered with this recorder.
+    let _endpoint = match support::observe::start_if(
+        args.observe.metrics.as_deref(),
+        false,
+        "producer",
+    )
+    .await
+    {
+        Ok(endpoint) => endpoint,
+        Err(code) => return code,
+    };
+    let raw = match (&args.payload, &args.jsonl) {
+        (Some(path), _) => source::payload(path, args.frames).map(Some),
+        (None, Some(path)) => source::jsonl(path).await.map(Some),
+        (None, None) => Ok(None),
+    };
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("producer: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let what = raw.as_ref().map_or_else(
+        || {
+            let (n, r) = (support::thousands(args.frames), args.records_per_frame);
+            format!("{n} frames of {r} records")
+        },
+        |raw| raw.what.clone(),
+    );
+    let lines = raw.as_ref().and_then(|r| r.lines.clone());
+    let code = if args.plain {
+        run_plain(&args, signals, bar, raw, &what).await
+    } else {
+        run_session(&args, signals, bar, raw, &what).await
+    };
+    bad_lines(lines.as_deref()).unwrap_or(code)
+}
 
+/// Exit 65 (after the summary) if a `--jsonl` line was bad or the file could not be read to its end.
+fn bad_lines(lines: Option<&support::lines::LineCounts>) -> Option<ExitCode> {
+    let lines = lines?;
+    let bad = lines.bad.load(Relaxed) + lines.read_error.load(Relaxed);
+    (bad > 0).then(|| {
+        eprintln!("producer: error: --jsonl stopped at a line it could not send");
+        ExitCode::from(65)
+    })
+}
+
+/// `--plain`: one connection in the simple format.
+async fn run_plain(
+    args: &Args,
+    mut signals: Signals,
+    bar: Option<indicatif::ProgressBar>,
+    raw: Option<RawSource>,
+    what: &str,
+) -> ExitCode {
     let settings = Producer::builder()
         .budget(args.budget)
         .stall_timeout(args.stall_timeout.0);
@@ -139,21 +210,75 @@ async fn main() -> ExitCode {
     };
     let stats = conn.stats();
     tracing::info!(
-        "producer: connected to {}; sending {} frames of {} records; budget {}; socket buffers {:?}",
+        "producer: connected to {}; sending {what}; budget {}; socket buffers {:?}",
         args.connect,
-        support::thousands(args.frames),
-        args.records_per_frame,
         support::mib(args.budget as u64),
         conn.buffer_sizes().ok()
     );
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
-
+    let plot = match start_plot(args, &stats) {
+        Ok(plot) => plot,
+        Err(code) => return code,
+    };
     // The connection's driver runs in a task; this task feeds it through the handle.
-    let sender = conn.sender::<Body>();
-    let source = bodies(&args);
+    let (closed, waited_ms) = match raw {
+        Some(raw) => {
+            feed_and_close(args, &mut signals, &stats, conn.raw_sender(), raw.bodies).await
+        }
+        None => {
+            feed_and_close(
+                args,
+                &mut signals,
+                &stats,
+                conn.sender::<Body>(),
+                bodies(args),
+            )
+            .await
+        }
+    };
+    reporter.abort();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let raw = args.payload.is_some() || args.jsonl.is_some();
+    finish_plot(args, plot, what, args.budget);
+    finish(args, &stats, closed, waited_ms, raw)
+}
+
+/// `--plot`: starts sampling `stats`, or exit status 2 for a bad file name.
+fn start_plot(args: &Args, stats: &Stats) -> Result<Option<support::plot::Recording>, ExitCode> {
+    let stats = stats.clone();
+    let read = move || {
+        let s = stats.snapshot();
+        support::plot::one_side(s.bytes_written, s.flow)
+    };
+    support::plot::start_if(args.observe.plot.as_deref(), read).map_err(|e| {
+        eprintln!("producer: error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `--plot`: draws what was sampled, against `budget`.
+fn finish_plot(args: &Args, plot: Option<support::plot::Recording>, what: &str, budget: usize) {
+    let mode = if args.plain { "plain" } else { "session" };
+    let title = format!(
+        "producer ({mode}): {what}, budget {}",
+        support::mib(args.budget as u64)
+    );
+    support::plot::finish_if(plot, "producer", &title, budget as u64);
+}
+
+/// Feeds `source` through `sender` until it ends or a signal comes, then closes (SPEC §6.7).
+async fn feed_and_close<H: Handle>(
+    args: &Args,
+    signals: &mut Signals,
+    stats: &Stats,
+    sender: H,
+    source: impl futures::Stream<Item = H::Item>,
+) -> (Closed, u64) {
     let waited_ms = AtomicU64::new(0);
     let interrupted = tokio::select! {
-        () = feed(&sender, source, pace(&args), &waited_ms) => false,
+        () = feed(&sender, source, pace(args), &waited_ms) => false,
         name = signals.recv() => {
             tracing::info!(
                 "producer: {name}: no more frames taken from the source; writing the {} queued \
@@ -167,17 +292,12 @@ async fn main() -> ExitCode {
     let closed = close(
         "producer",
         &sender,
-        &mut signals,
+        signals,
         interrupted,
         args.shutdown_timeout,
     )
     .await;
-    drop(sender);
-    reporter.abort();
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    finish(&args, &stats, closed, waited_ms.load(Relaxed))
+    (closed, waited_ms.load(Relaxed))
 }
 
 /// The frames to send: reference arrays, stamped with their number if `--stamp`.
@@ -203,85 +323,6 @@ fn pace(args: &Args) -> Option<tokio::time::Interval> {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
-    })
-}
-
-/// Prints the summary and picks the exit status.
-fn finish(args: &Args, stats: &Stats, closed: Closed, waited_ms: u64) -> ExitCode {
-    let cut_short = closed.cut_short();
-    let Closed {
-        result,
-        interrupted,
-        ..
-    } = closed;
-    let snap = match &result {
-        Ok(report) => report.snapshot.clone(),
-        Err(_) => stats.snapshot(),
-    };
-    let never_sent = match &result {
-        Ok(_) => 0,
-        Err(e) => e.never_sent().max(snap.frames_unwritten()),
-    };
-    let confirmed = result.as_ref().is_ok_and(|r| r.confirmed);
-    let summary = Summary::new(
-        "producer",
-        snap.frames_written,
-        Some(snap.frames_written * args.records_per_frame as u64),
-        snap.bytes_written,
-        snap.secs,
-        &snap.flow,
-        args.budget,
-        u64::from(result.is_err()),
-        result.as_ref().err().map(|e| e.to_string()),
-    )
-    .interrupted(interrupted)
-    .producer(ProducerCounts {
-        items_sent: snap.items_sent,
-        frames_encoded: snap.frames_encoded,
-        frames_written: snap.frames_written,
-        never_sent,
-        confirmed,
-        close_forced: cut_short,
-        waited_for_room_ms: waited_ms,
-    });
-    eprintln!("{}", summary.human());
-    if args.summary_json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).expect("summary serializes")
-        );
-    }
-    match result {
-        Ok(_) if confirmed && interrupted => ExitCode::from(EXIT_INTERRUPTED),
-        Ok(_) if confirmed => ExitCode::SUCCESS,
-        Ok(_) if interrupted => {
-            eprintln!(
-                "producer: every frame taken was written, but the consumer did not confirm within \
-                 --shutdown-timeout"
-            );
-            ExitCode::from(EXIT_FORCED)
-        }
-        Ok(_) => {
-            eprintln!(
-                "producer: every frame was written, but the consumer did not confirm by closing"
-            );
-            ExitCode::from(5)
-        }
-        Err(e @ Error::Deadline { .. }) => {
-            eprintln!("producer: error: {e}");
-            ExitCode::from(EXIT_FORCED)
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn fail(e: &Error) -> ExitCode {
-    eprintln!("producer: error: {e}");
-    ExitCode::from(match e {
-        Error::Connect { .. } => 2,
-        Error::Rejected { .. } => 3,
-        Error::PeerClosed { .. } => 4,
-        _ => 5,
     })
 }
 
@@ -320,6 +361,8 @@ async fn run_session(
     args: &Args,
     mut signals: Signals,
     bar: Option<indicatif::ProgressBar>,
+    raw: Option<RawSource>,
+    what: &str,
 ) -> ExitCode {
     let mut session = Producer::builder()
         .budget(args.budget)
@@ -334,28 +377,36 @@ async fn run_session(
     let stats = session.stats();
     let id = session.id().to_string();
     tracing::info!(
-        "producer: session {} to {}; sending {} frames of {} records; budget {} (and as much \
-         again retained until acknowledged)",
+        "producer: session {} to {}; sending {what}; budget {} (and as much again retained until \
+         acknowledged)",
         session.id(),
         args.connect,
-        support::thousands(args.frames),
-        args.records_per_frame,
         support::mib(args.budget as u64),
     );
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
-    let source = paced(bodies(args), pace(args));
-    let end = send_session(
-        "producer",
-        session,
-        source,
-        &mut signals,
-        args.shutdown_timeout,
-    )
-    .await;
+    let plot = match start_plot(args, &stats) {
+        Ok(plot) => plot,
+        Err(code) => return code,
+    };
+    let (who, timeout) = ("producer", args.shutdown_timeout);
+    let end = match raw {
+        Some(raw) => {
+            let source = paced(raw.bodies, pace(args));
+            let send = |s: Session, src| s.send_raw(src);
+            send_session(who, session, source, send, &mut signals, timeout).await
+        }
+        None => {
+            let source = paced(bodies(args), pace(args));
+            let send = |s: Session, src| s.send_json(src);
+            send_session(who, session, source, send, &mut signals, timeout).await
+        }
+    };
     reporter.abort();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    // The queue's budget, and as much again retained until acknowledged (SPEC §10.2).
+    finish_plot(args, plot, what, 2 * args.budget);
     finish_session(args, &stats, id, end)
 }
 
@@ -371,87 +422,4 @@ fn paced<S: futures::Stream + Unpin>(
         let item = source.next().await?;
         Some((item, (source, pace)))
     })
-}
-
-/// A session's summary and exit status.
-fn finish_session(args: &Args, stats: &Stats, session: String, end: SessionEnd) -> ExitCode {
-    let SessionEnd {
-        result,
-        interrupted,
-        forced,
-    } = end;
-    let progress = stats.session_progress().unwrap_or_default();
-    let (snap, times) = match &result {
-        Some(Ok(report)) => (report.snapshot.clone(), report.resume_times),
-        _ => (stats.snapshot(), None),
-    };
-    let error = match &result {
-        Some(Err(e)) => Some(e.to_string()),
-        None => Some(format!(
-            "the session was abandoned: {} frames delivered, {} sent and not acknowledged, {} \
-             never sent",
-            progress.delivered, progress.unacked, progress.never_sent
-        )),
-        Some(Ok(_)) => None,
-    };
-    let complete = matches!(&result, Some(Ok(r)) if r.complete);
-    let summary = Summary::new(
-        "producer",
-        progress.delivered,
-        Some(progress.delivered * args.records_per_frame as u64),
-        snap.bytes_written,
-        snap.secs,
-        &snap.flow,
-        // The queue's budget, and as much again retained until acknowledged (SPEC §10.2).
-        2 * args.budget,
-        u64::from(!complete),
-        error,
-    )
-    .interrupted(interrupted)
-    .producer(ProducerCounts {
-        items_sent: snap.items_sent,
-        frames_encoded: snap.frames_encoded,
-        frames_written: snap.frames_written,
-        never_sent: progress.never_sent,
-        confirmed: complete,
-        close_forced: forced,
-        // The library polls a session's source: its wait for room is the queue stage's.
-        waited_for_room_ms: snap
-            .flow
-            .stages
-            .iter()
-            .find(|s| s.name == "queue")
-            .map_or(0, |s| s.blocked_ms),
-    })
-    .producer_session(ProducerSessionCounts::new(
-        session,
-        snap.items_sent,
-        progress,
-        times,
-    ));
-    eprintln!("{}", summary.human());
-    if args.summary_json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).expect("summary serializes")
-        );
-    }
-    match result {
-        Some(Ok(_)) if interrupted => ExitCode::from(EXIT_INTERRUPTED),
-        Some(Ok(_)) => ExitCode::SUCCESS,
-        None => ExitCode::from(EXIT_FORCED),
-        Some(Err(e)) => {
-            eprintln!("producer: error: {e}");
-            ExitCode::from(match &e {
-                Error::Session { source, .. } => match source {
-                    ProtoError::ReconnectTimeout { .. } if progress.connections == 0 => 2,
-                    ProtoError::ReconnectTimeout { .. } => 4,
-                    ProtoError::Rejected(_) => 3,
-                    _ => 5,
-                },
-                Error::Encode { .. } => 5,
-                _ => 5,
-            })
-        }
-    }
 }

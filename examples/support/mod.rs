@@ -3,6 +3,9 @@
 #![allow(dead_code, unused_imports, unreachable_pub)] // each example uses part of this module; `pub` is for the examples
 
 mod closing;
+pub mod lines;
+pub mod observe;
+pub mod plot;
 mod signals;
 pub mod stamp;
 mod summary;
@@ -14,7 +17,7 @@ use framepipe::flow::{FlowSnapshot, StageSnapshot};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
-pub use closing::{close, feed, send_session, Closed, SessionEnd};
+pub use closing::{close, feed, send_session, Closed, Handle, SessionEnd, Stoppable};
 pub use signals::{Signals, EXIT_FORCED, EXIT_INTERRUPTED};
 pub use summary::{
     ConsumerCounts, ConsumerSessionCounts, ProducerCounts, ProducerSessionCounts, Summary,
@@ -157,16 +160,52 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
-/// Logs to stderr (above the bar, if any); `RUST_LOG` overrides the default `info` level.
-pub fn init_logging(bar: Option<ProgressBar>) {
+/// The flags every binary takes for watching a run: `--metrics`, `--log-format`, `--plot`.
+#[derive(Debug, clap::Args)]
+pub struct Observe {
+    /// Serve Prometheus metrics on http://ADDR/metrics, with /healthz and /readyz (port 0 picks
+    /// one; the address is logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// Log events as readable lines (pretty) or one JSON object per line (json), on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Draw the run (`.svg` or `.png`): throughput over time, memory per stage stacked up to RSS,
+    /// the budget as a line, stalls shaded.
+    #[arg(long, value_name = "FILE", value_parser = plot::parse_plot_path)]
+    pub plot: Option<std::path::PathBuf>,
+}
+
+/// `--log-format`: how log events are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Pretty,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (`message`, `peer`,
+    /// `connection`, `session`, `code`, ...).
+    Json,
+}
+
+/// Logs to stderr (above the bar, if any) in `format`; `RUST_LOG` overrides the default `info`
+/// level.
+pub fn init_logging(bar: Option<ProgressBar>, format: LogFormat) {
+    init_logging_at(bar, format, "info");
+}
+
+/// [`init_logging`] with another default level.
+pub fn init_logging_at(bar: Option<ProgressBar>, format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LogWriter(bar))
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// `queue 3.9 MiB, writing 240 KiB` from a snapshot's stages.
