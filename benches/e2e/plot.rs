@@ -38,6 +38,11 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Draws every plot there is data for into `dir`; returns the files written.
 pub(crate) fn draw_all(cases: &[CaseSummary], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    // plotters sets text with ab_glyph (the examples' PNG pictures need it): the typeface is the
+    // one kept in fixtures/fonts/, so the charts draw the same on any machine.
+    static FONT: &[u8] = include_bytes!("../../fixtures/fonts/DejaVuSans.ttf");
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| "plotting failed: the font could not be loaded".to_string())?;
     let mut written = Vec::new();
     let path = dir.join("throughput.svg");
     if throughput(cases, &path)? {
