@@ -228,6 +228,51 @@ async fn resets_with_a_slow_handler_hand_nothing_on_twice() {
 
 /// The figure: 20,000 frames with a reset about every 1 MiB (±10%), cuts landing anywhere
 /// in frames and headers. About 10 s, most of it the 100 ms backoffs.
+/// An application stuck on one frame for far longer than the liveness deadline while the link is
+/// reset: each new connection waits for the old one's frames to be handled, and the consumer's
+/// heartbeats meanwhile keep the producer from giving it up (SPEC §10.6.1), so the session outlasts
+/// a reconnect timeout shorter than the stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_before_the_welcome_outlast_an_application_stuck_longer_than_liveness() {
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let upstream = consumer.local_addr().unwrap();
+    let shutdown = consumer.shutdown_handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handled = seen.clone();
+    let served = tokio::spawn(consumer.serve(Raw, move |d: Delivery<Bytes>| {
+        let handled = handled.clone();
+        async move {
+            let stamp = stamp_of(&d.item);
+            if stamp == 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await; // stuck
+            }
+            handled.lock().unwrap().push(stamp);
+        }
+    }));
+    let faults = Faults {
+        reset_every: Some(24 * 1024),
+        ..Faults::default()
+    };
+    let (addr, tally) = proxy(upstream, faults).await;
+    let pacing = framepipe::codec::session::Pacing {
+        heartbeat_ms: 100, // liveness: 300 ms
+        ..Default::default()
+    };
+    let bodies = (0..200).map(|i| stamped(i, 1_000));
+    let report = Producer::builder()
+        .session(addr.to_string())
+        .pacing(pacing)
+        .reconnect_timeout(Duration::from_millis(1_500))
+        .send_raw(futures::stream::iter(bodies))
+        .await
+        .expect("the session outlasts the stuck application");
+    assert!(tally.resets.load(Relaxed) >= 1, "the link was reset");
+    assert_eq!(report.progress.delivered, 200);
+    shutdown.shutdown();
+    served.await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), (0..200).collect::<Vec<u64>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_frames_with_a_reset_every_mebibyte_lose_and_repeat_nothing() {
     let faults = Faults {

@@ -127,10 +127,16 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         };
         let conn = self.link.conn_id;
         let known = opened.known;
-        let waited = tokio::select! {
-            leased = SessionTable::lease(opened, conn, &hello) => leased,
-            c = crate::driver::control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => {
-                return self.apply(c);
+        // Heartbeats while the previous connection's frames are handled (SPEC §10.6.1).
+        let leasing = SessionTable::lease(opened, conn, &hello);
+        tokio::pin!(leasing);
+        let waited = loop {
+            tokio::select! {
+                leased = &mut leasing => break leased,
+                c = crate::driver::control(&mut self.app, &mut self.phase, self.grace, &mut self.link) => {
+                    return self.apply(c);
+                }
+                () = upkeep(&mut self.io, &mut self.core) => {}
             }
         };
         let (lease, start) = match waited {

@@ -175,8 +175,12 @@ impl ConsumerConn {
                     }
                 } else {
                     s.hello = Some(hello);
+                    // Heartbeats from now on, at the pacing the welcome will carry (SPEC §10.6.1).
+                    let own = self.config.sessions.unwrap_or_default();
+                    s.timing = Timing::from(settle(hello.pacing, own));
                     self.events.push_back(Event::Hello(hello));
                     self.emitted = true;
+                    self.arm_heartbeat(now);
                     return false; // the table decides before any frame is numbered
                 }
             }
@@ -349,7 +353,7 @@ impl ConsumerConn {
                     self.state,
                     State::Reading | State::Finishing | State::Flushing
                 );
-                if let Some(s) = self.session.as_mut().filter(|s| s.accepted && open) {
+                if let Some(s) = self.session.as_mut().filter(|s| s.hello.is_some() && open) {
                     if s.output().is_none() {
                         s.push(Control::Heartbeat);
                     }
@@ -359,13 +363,14 @@ impl ConsumerConn {
         }
     }
 
-    /// Something was written or queued: the heartbeat is due a heartbeat interval later.
+    /// Something was written or queued: the heartbeat is due a heartbeat interval later. From the
+    /// hello on, also while the welcome waits for the session table (SPEC §10.6.1).
     pub(super) fn arm_heartbeat(&mut self, now: Instant) {
         let open = matches!(
             self.state,
             State::Reading | State::Finishing | State::Flushing
         );
-        if let Some(s) = self.session.as_ref().filter(|s| s.accepted && open) {
+        if let Some(s) = self.session.as_ref().filter(|s| s.hello.is_some() && open) {
             let at = now + s.timing.heartbeat;
             self.timers.set(ConsumerTimer::Heartbeat, at);
         }

@@ -122,6 +122,42 @@ fn opened(t0: Instant, frames: usize, then: &[u8]) -> Rig {
     rig
 }
 
+/// While the table makes a hello wait (the previous connection's frames are with the application),
+/// heartbeats tell the producer the consumer is alive; the welcome follows them (SPEC §10.6.1).
+#[test]
+fn heartbeats_go_out_while_the_welcome_waits_for_the_table() {
+    let t0 = Instant::now();
+    let mut rig = Rig::new(t0);
+    assert_eq!(rig.feed(t0, &hello(0)), ReadOp::Handshake);
+    assert!(
+        rig.written(t0).is_empty(),
+        "nothing before a heartbeat interval"
+    );
+    let beat = rig.conn.poll_upkeep().expect("a heartbeat is due");
+    assert_eq!(
+        beat,
+        t0 + Duration::from_millis(500),
+        "at the hello's pacing"
+    );
+    rig.conn.handle_upkeep(beat);
+    assert_eq!(rig.written(beat), [Control::Heartbeat]);
+    let again = rig.conn.poll_upkeep().expect("and again");
+    assert_eq!(again, beat + Duration::from_millis(500));
+    rig.conn.handle_upkeep(again);
+    rig.conn.accept_session(
+        again,
+        SessionStart {
+            next: 0,
+            handled: 0,
+        },
+    );
+    let out = rig.written(again);
+    assert!(
+        matches!(&out[..], [Control::Heartbeat, Control::Welcome(w)] if w.next == 0),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn a_hello_waits_for_the_table_then_frames_are_numbered_from_the_welcome() {
     let t0 = Instant::now();

@@ -409,7 +409,11 @@ impl SessionConn {
                 self.ack(next)
             }
             (Control::Goodbye { next }, SessionState::Ending) => self.goodbye_received(next),
-            (Control::Heartbeat, SessionState::Streaming | SessionState::Ending) => Ok(()),
+            // Before the welcome too: the consumer is alive while its table decides (SPEC §10.6.1).
+            (
+                Control::Heartbeat,
+                SessionState::Greeting | SessionState::Streaming | SessionState::Ending,
+            ) => Ok(()),
             (Control::Notice(notice), _) => {
                 let retry = retryable(&notice.error);
                 return self.lost(Error::Rejected(notice), false, retry);

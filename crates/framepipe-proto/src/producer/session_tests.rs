@@ -98,6 +98,36 @@ fn the_hello_goes_first_and_no_frame_before_the_welcome_then_frames_from_its_nex
     assert_eq!(conn.session().counts().connections, 1);
 }
 
+/// A consumer whose table makes the hello wait sends heartbeats: they keep the connection alive
+/// past the liveness deadline, and the welcome then starts the frames (SPEC §10.6.1).
+#[test]
+fn heartbeats_before_the_welcome_keep_the_connection_alive() {
+    let t0 = Instant::now();
+    let mut conn = SessionConn::new(session(t0), SessionConnConfig::default(), t0);
+    conn.push_frame(t0, frame(7));
+    drain(&mut conn, t0);
+    // Without word from the consumer the connection would be dead at t0 + 3 s (three of the
+    // proposed 1 s heartbeat intervals); a heartbeat at t0 + 2 s moves that to t0 + 5 s.
+    let step_to = |conn: &mut SessionConn, until: Instant| {
+        while let Some(at) = conn.poll_timeout().filter(|&at| at <= until) {
+            conn.handle_timeout(at);
+            drain(conn, at);
+            assert!(conn.poll_event().is_none(), "alive at {:?}", at - t0);
+        }
+    };
+    let t1 = t0 + Duration::from_secs(2);
+    step_to(&mut conn, t1);
+    reply(&mut conn, t1, Control::Heartbeat);
+    assert!(
+        conn.poll_event().is_none(),
+        "a heartbeat is welcome before the welcome"
+    );
+    let t2 = t0 + Duration::from_millis(4_900);
+    step_to(&mut conn, t2);
+    reply(&mut conn, t2, welcome(0, 1_000));
+    assert_eq!(bodies(&drain(&mut conn, t2)), [7]);
+}
+
 #[test]
 fn a_heartbeat_after_a_heartbeat_interval_of_silence_and_unresponsive_after_three() {
     let t0 = Instant::now();
