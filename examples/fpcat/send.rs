@@ -44,8 +44,10 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         counts.values.load(Relaxed),
         counts.bad.load(Relaxed),
     );
+    // Plain: written in full (confirmed only if the exit status is 0); session: acknowledged.
+    let frames_were = if args.plain { "written" } else { "delivered" };
     eprintln!(
-        "fpcat: {} lines read, {} values sent in {} frames, {} bad lines; {} in {secs:.2} s: {:.1} MB/s, {:.0} lines/s",
+        "fpcat: {} lines read, {} values taken, {} frames {frames_were}, {} bad lines; {} in {secs:.2} s: {:.1} MB/s, {:.0} lines/s",
         support::thousands(lines),
         support::thousands(values),
         support::thousands(outcome.frames),
@@ -63,7 +65,8 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     }
 }
 
-/// How the sending ended: frames delivered, an error to print, the exit status.
+/// How the sending ended: frames delivered (session) or written (plain), an error to print, the
+/// exit status.
 struct Outcome {
     frames: u64,
     error: Option<String>,
