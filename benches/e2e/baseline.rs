@@ -69,7 +69,7 @@ pub(crate) async fn consume(shape: &Shape) -> Result<Consumed, String> {
         let frame = frame.map_err(|e| format!("frame {}: {e}", tally.frames()))?;
         let wire_len = frame.len() + HEADER_LEN as usize;
         match shape.payload {
-            Payload::Typed => {
+            Payload::Typed | Payload::Prepared => {
                 let batch: Vec<Record> = serde_json::from_slice(&frame)
                     .map_err(|e| format!("frame {}: {e}", tally.frames()))?;
                 tally.typed(&batch, wire_len);
@@ -102,7 +102,7 @@ pub(crate) async fn produce(shape: &Shape, addr: SocketAddr) -> Result<Produced,
                 elapsed: started.elapsed(),
             })
         }
-        Payload::Raw => {
+        Payload::Raw | Payload::Prepared => {
             let body = Bytes::from(body(shape.records_per_frame));
             let started = Instant::now();
             let stream = TcpStream::connect(addr)

@@ -188,7 +188,7 @@ impl Tally {
                 self.wire_bytes
             ));
         }
-        if shape.payload == Payload::Typed {
+        if shape.payload.typed_at_consumer() {
             let records = shape.frames * shape.records_per_frame as u64;
             let age_sum = records * u64::from(Record::reference().age);
             if self.records != records || black_box(self.age_sum) != age_sum {
@@ -258,7 +258,8 @@ pub(crate) fn child_main(role: Role, args: &ChildArgs) -> ExitCode {
         match role {
             Role::Consumer => {
                 let consumed = match args.stack {
-                    Stack::Framepipe => framepipe_side::consume(&shape).await,
+                    Stack::Framepipe => framepipe_side::consume(&shape, 1).await,
+                    Stack::FramepipeDecode2 => framepipe_side::consume(&shape, 2).await,
                     Stack::Baseline => baseline::consume(&shape).await,
                     Stack::PlainTcp => plain::consume(&shape).await,
                 }?;
@@ -272,7 +273,9 @@ pub(crate) fn child_main(role: Role, args: &ChildArgs) -> ExitCode {
             Role::Producer => {
                 let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
                 let produced = match args.stack {
-                    Stack::Framepipe => framepipe_side::produce(&shape, addr).await,
+                    Stack::Framepipe | Stack::FramepipeDecode2 => {
+                        framepipe_side::produce(&shape, addr).await
+                    }
                     Stack::Baseline => baseline::produce(&shape, addr).await,
                     Stack::PlainTcp => plain::produce(&shape, addr).await,
                 }?;

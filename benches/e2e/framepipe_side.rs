@@ -5,8 +5,10 @@
 //!   `generator::reference_frames(frames, records_per_frame)` (typed), or `send_raw` of one
 //!   serialized batch as `Bytes`, cloned per frame (raw: a reference count, not a copy). Both return
 //!   once the consumer has closed its end, which confirms it read everything.
-//! - Consumer: `Consumer::builder().bind(..)`, then `accept` with `Json::<Vec<Record>>` (typed) or
-//!   `Raw`, and the connection consumed as a `Stream` of deliveries. Any error item fails the run.
+//!   Prepared payloads (`payload`, `parallel`) are sent like raw ones.
+//! - Consumer: `Consumer::builder().bind(..)`, then `accept` with `Json::<Vec<Record>>` (typed and
+//!   prepared) or `Raw`, and the connection consumed as a `Stream` of deliveries. Any error item
+//!   fails the run. `framepipe-decode-2` is the same with `.decode_workers(2)` (SPEC §7.8).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,8 +23,9 @@ use crate::child::{announce, Consumed, Produced, Tally};
 use crate::workload::{body, Payload, Shape};
 
 /// Listens on an ephemeral loopback port, accepts one connection and consumes it to the end.
-pub(crate) async fn consume(shape: &Shape) -> Result<Consumed, String> {
+pub(crate) async fn consume(shape: &Shape, decode_workers: usize) -> Result<Consumed, String> {
     let mut consumer = Consumer::builder()
+        .decode_workers(decode_workers)
         .bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -30,7 +33,7 @@ pub(crate) async fn consume(shape: &Shape) -> Result<Consumed, String> {
     let mut tally = Tally::default();
     let started;
     match shape.payload {
-        Payload::Typed => {
+        Payload::Typed | Payload::Prepared => {
             let mut conn = consumer
                 .accept(Json::<Vec<Record>>::new())
                 .await
@@ -64,7 +67,7 @@ pub(crate) async fn produce(shape: &Shape, addr: SocketAddr) -> Result<Produced,
     let frames = shape.frames;
     // The raw body is the workload, not the work: built before the clock starts, by every stack.
     let raw_body = match shape.payload {
-        Payload::Raw => Some(Bytes::from(body(shape.records_per_frame))),
+        Payload::Raw | Payload::Prepared => Some(Bytes::from(body(shape.records_per_frame))),
         Payload::Typed => None,
     };
     let started = Instant::now();

@@ -35,6 +35,14 @@ pub(crate) fn describe() -> String {
     if let Some(rustc) = rustc_version() {
         parts.push(rustc);
     }
+    parts.push(
+        if cfg!(feature = "mimalloc") {
+            "allocator mimalloc"
+        } else {
+            "system allocator"
+        }
+        .to_string(),
+    );
     parts.join(" | ")
 }
 

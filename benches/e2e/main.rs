@@ -23,6 +23,11 @@
 //! | `large` | 3,000 / 100 frames × 821 records (~1 MB), typed | same | same |
 //! | `raw` | 50,000 / 2,000 reference frames, no JSON at the consumer | framepipe, plain-tcp, comparison (for information) | framepipe ÷ plain-tcp |
 //! | `growth` | 5,000, 50,000, 500,000 / 500, 2,000, 5,000 reference frames, typed | framepipe, comparison | framepipe ÷ comparison |
+//! | `payload` | 50,000 / 2,000 reference frames sent as prepared bytes (the sender costs little), typed | framepipe, comparison | framepipe ÷ comparison |
+//! | `parallel` | the `payload` stream | framepipe with `decode_workers(2)`, framepipe, comparison | framepipe-decode-2 ÷ comparison |
+//!
+//! With `--features mimalloc` every process of every stack allocates with mimalloc instead of the
+//! system allocator (`cargo bench --bench e2e --features mimalloc -- --workloads parallel`).
 //!
 //! Output: progress on stderr; the machine and one Markdown table per case on stdout; in `--out`
 //! (default `target/e2e`) `results.csv` (one row per run per stack per case) and the plots
@@ -31,6 +36,11 @@
 //! Files: `workload.rs` what is measured, `child.rs` the processes and their protocol,
 //! `framepipe_side.rs` / `baseline.rs` / `plain.rs` the three stacks, `report.rs` the CSV and tables,
 //! `plot.rs` the SVGs, `machine.rs` the machine description.
+
+/// `--features mimalloc`: every stack's processes allocate with mimalloc (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod baseline;
 mod child;

@@ -100,6 +100,8 @@ pub(crate) async fn produce(shape: &Shape, addr: SocketAddr) -> Result<Produced,
 fn only_raw(shape: &Shape) -> Result<(), String> {
     match shape.payload {
         Payload::Raw => Ok(()),
-        Payload::Typed => Err("plain-tcp carries only the raw workload".to_string()),
+        Payload::Typed | Payload::Prepared => {
+            Err("plain-tcp carries only the raw workload".to_string())
+        }
     }
 }

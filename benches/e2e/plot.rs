@@ -24,13 +24,19 @@ const WIDTH: u32 = 1100;
 fn colour(stack: Stack) -> RGBColor {
     match stack {
         Stack::Framepipe => RGBColor(31, 119, 180),
+        Stack::FramepipeDecode2 => RGBColor(148, 103, 189),
         Stack::Baseline => RGBColor(230, 120, 20),
         Stack::PlainTcp => RGBColor(44, 160, 44),
     }
 }
 
 /// Every stack in legend order.
-const STACKS: [Stack; 3] = [Stack::Framepipe, Stack::Baseline, Stack::PlainTcp];
+const STACKS: [Stack; 4] = [
+    Stack::Framepipe,
+    Stack::FramepipeDecode2,
+    Stack::Baseline,
+    Stack::PlainTcp,
+];
 
 fn err(e: impl std::fmt::Display) -> String {
     format!("plotting failed: {e}")
@@ -261,7 +267,7 @@ fn growth_throughput(growth: &[&CaseSummary], path: &Path) -> Result<(), String>
             .map_err(err)?;
         // framepipe's figures above its points, the others' below, so close lines stay legible.
         let (v_pos, nudge) = match stack {
-            Stack::Framepipe => (VPos::Bottom, 0.015),
+            Stack::Framepipe | Stack::FramepipeDecode2 => (VPos::Bottom, 0.015),
             _ => (VPos::Top, -0.015),
         };
         let text = TextStyle::from((FONT, 13).into_font())

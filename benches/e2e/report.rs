@@ -163,6 +163,7 @@ pub(crate) fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
         let payload = match at("payload") {
             "typed" => Payload::Typed,
             "raw" => Payload::Raw,
+            "prepared" => Payload::Prepared,
             _ => return Err(bad("payload")),
         };
         let frames = int("frames")?;
@@ -321,7 +322,7 @@ impl CaseSummary {
     /// framepipe's median MB/s and frames/s over the ratio base's, if both have succeeded runs.
     pub(crate) fn ratio(&self) -> Option<(f64, f64)> {
         let base = self.stack(self.workload.ratio_base())?;
-        let fp = self.stack(Stack::Framepipe)?;
+        let fp = self.stack(self.workload.ratio_stack())?;
         Some((
             fp.mbps?.median / base.mbps?.median,
             fp.fps?.median / base.fps?.median,
@@ -398,7 +399,7 @@ pub(crate) fn table(case: &CaseSummary) -> String {
         .unwrap_or(0);
     let base = case.workload.ratio_base();
     let mut out = format!(
-        "## {}: {} frames × {} record{}{}, {} at the consumer; {} run{}\n\n",
+        "## {}: {} frames × {} record{}{}, {}; {} run{}\n\n",
         case.label(),
         thousands(case.frames as f64),
         case.records_per_frame,
@@ -407,7 +408,7 @@ pub(crate) fn table(case: &CaseSummary) -> String {
             " ({} B per frame on the wire)",
             thousands(n as f64)
         )),
-        case.payload.name(),
+        case.payload.describe(),
         runs,
         if runs == 1 { "" } else { "s" },
     );
@@ -462,9 +463,11 @@ pub(crate) fn table(case: &CaseSummary) -> String {
         ]);
     }
     out += &markdown(&header, &body);
-    if let (Some((mbps, fps)), Some(fp), Some(b)) =
-        (case.ratio(), case.stack(Stack::Framepipe), case.stack(base))
-    {
+    if let (Some((mbps, fps)), Some(fp), Some(b)) = (
+        case.ratio(),
+        case.stack(case.workload.ratio_stack()),
+        case.stack(base),
+    ) {
         let mb = format!(
             "{mbps:.2}× MB/s ({:.1} vs {:.1})",
             fp.mbps.map_or(0.0, |m| m.median),
@@ -481,7 +484,8 @@ pub(crate) fn table(case: &CaseSummary) -> String {
         } else {
             (mb, fr)
         };
-        let _ = writeln!(out, "\nframepipe / {base} (medians): {first}, {second}");
+        let top = case.workload.ratio_stack();
+        let _ = writeln!(out, "\n{top} / {base} (medians): {first}, {second}");
     }
     let failures: Vec<String> = case
         .stacks

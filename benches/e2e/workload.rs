@@ -36,16 +36,24 @@ pub(crate) enum Workload {
     Raw,
     /// Reference frames, typed, at three stream lengths: does throughput or memory drift?
     Growth,
+    /// 50,000 reference frames sent as prepared bytes (like `producer --payload`: the sender costs
+    /// little), typed at the consumer: the consumer's own capacity.
+    Payload,
+    /// The `payload` stream into framepipe with 2 decode workers (SPEC §7.8), with 1, and into the
+    /// comparison consumer.
+    Parallel,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub(crate) const ALL: [Workload; 5] = [
+    pub(crate) const ALL: [Workload; 7] = [
         Workload::Reference,
         Workload::Small,
         Workload::Large,
         Workload::Raw,
         Workload::Growth,
+        Workload::Payload,
+        Workload::Parallel,
     ];
 
     /// The name used on the command line and in the CSV.
@@ -56,6 +64,8 @@ impl Workload {
             Workload::Large => "large",
             Workload::Raw => "raw",
             Workload::Growth => "growth",
+            Workload::Payload => "payload",
+            Workload::Parallel => "parallel",
         }
     }
 
@@ -68,6 +78,7 @@ impl Workload {
     pub(crate) fn payload(self) -> Payload {
         match self {
             Workload::Raw => Payload::Raw,
+            Workload::Payload | Workload::Parallel => Payload::Prepared,
             _ => Payload::Typed,
         }
     }
@@ -77,7 +88,11 @@ impl Workload {
         match self {
             Workload::Small => SMALL_RECORDS,
             Workload::Large => LARGE_RECORDS,
-            Workload::Reference | Workload::Raw | Workload::Growth => RECORDS_PER_FRAME,
+            Workload::Reference
+            | Workload::Raw
+            | Workload::Growth
+            | Workload::Payload
+            | Workload::Parallel => RECORDS_PER_FRAME,
         }
     }
 
@@ -85,7 +100,17 @@ impl Workload {
     pub(crate) fn stacks(self) -> &'static [Stack] {
         match self {
             Workload::Raw => &[Stack::Framepipe, Stack::PlainTcp, Stack::Baseline],
+            Workload::Parallel => &[Stack::FramepipeDecode2, Stack::Framepipe, Stack::Baseline],
             _ => &[Stack::Framepipe, Stack::Baseline],
+        }
+    }
+
+    /// The stack in the ratio's numerator: framepipe, or for `parallel` framepipe with 2 decode
+    /// workers.
+    pub(crate) fn ratio_stack(self) -> Stack {
+        match self {
+            Workload::Parallel => Stack::FramepipeDecode2,
+            _ => Stack::Framepipe,
         }
     }
 
@@ -101,8 +126,14 @@ impl Workload {
     /// Stream lengths (frames) of this workload's cases, full or `--quick`.
     pub(crate) fn frame_counts(self, quick: bool) -> &'static [u64] {
         match (self, quick) {
-            (Workload::Reference | Workload::Raw, false) => &[50_000],
-            (Workload::Reference | Workload::Raw, true) => &[2_000],
+            (
+                Workload::Reference | Workload::Raw | Workload::Payload | Workload::Parallel,
+                false,
+            ) => &[50_000],
+            (
+                Workload::Reference | Workload::Raw | Workload::Payload | Workload::Parallel,
+                true,
+            ) => &[2_000],
             (Workload::Small, false) => &[1_000_000],
             (Workload::Small, true) => &[20_000],
             (Workload::Large, false) => &[3_000],
@@ -137,6 +168,9 @@ pub(crate) enum Stack {
     /// framepipe's producer and consumer with default settings.
     #[value(name = "framepipe")]
     Framepipe,
+    /// The same, with the consumer's `decode_workers(2)` (SPEC §7.8).
+    #[value(name = "framepipe-decode-2")]
+    FramepipeDecode2,
     /// What a Rust user would write instead: `LengthDelimitedCodec` and serde_json (`baseline.rs`).
     #[value(name = "tokio-util+serde_json")]
     Baseline,
@@ -150,6 +184,7 @@ impl Stack {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Stack::Framepipe => "framepipe",
+            Stack::FramepipeDecode2 => "framepipe-decode-2",
             Stack::Baseline => "tokio-util+serde_json",
             Stack::PlainTcp => "plain-tcp",
         }
@@ -157,9 +192,14 @@ impl Stack {
 
     /// Parses [`Stack::name`].
     pub(crate) fn from_name(name: &str) -> Option<Stack> {
-        [Stack::Framepipe, Stack::Baseline, Stack::PlainTcp]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Stack::Framepipe,
+            Stack::FramepipeDecode2,
+            Stack::Baseline,
+            Stack::PlainTcp,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 
@@ -176,6 +216,9 @@ pub(crate) enum Payload {
     Typed,
     /// Leave it as bytes.
     Raw,
+    /// Parse it into `Vec<Record>`, as `Typed`; the producer sends the body prepared once, as
+    /// bytes, instead of serializing every frame.
+    Prepared,
 }
 
 impl Payload {
@@ -184,7 +227,22 @@ impl Payload {
         match self {
             Payload::Typed => "typed",
             Payload::Raw => "raw",
+            Payload::Prepared => "prepared",
         }
+    }
+
+    /// What a table's title says of it.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Payload::Typed => "typed at the consumer",
+            Payload::Raw => "raw at the consumer",
+            Payload::Prepared => "sent as prepared bytes, typed at the consumer",
+        }
+    }
+
+    /// Whether the consumer parses bodies into records.
+    pub(crate) fn typed_at_consumer(self) -> bool {
+        matches!(self, Payload::Typed | Payload::Prepared)
     }
 }
 

@@ -2,6 +2,12 @@
 //! progress bar, size and duration parsing, signals and the end-of-run summaries.
 #![allow(dead_code, unused_imports, unreachable_pub)] // each example uses part of this module; `pub` is for the examples
 
+/// Built with `--features mimalloc`, the binaries allocate with mimalloc: decoding on several
+/// threads (`consumer --decode-workers`) scales with it, not with glibc's malloc (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod closing;
 pub mod lines;
 pub mod observe;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use framepipe_codec::Notice;
 use framepipe_flow::queue::Receiver;
@@ -12,6 +12,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::decode::{DecodePool, Meta, Taken, Window};
 use crate::delivery::Held;
 use crate::driver::{AppCmd, DriverEnd, Msg};
 use crate::sessions::Lease;
@@ -43,6 +44,8 @@ pub struct Connection<M: Mode> {
     session: Arc<OnceLock<Lease>>,
     /// Sequence number of the last frame yielded in a session, not yet known to be handled.
     yielded: Option<u64>,
+    /// Frames in decode on the consumer's workers (SPEC §7.8); `None`: decoded in `poll_next`.
+    window: Option<Window<M::Item>>,
 }
 
 impl<M: Mode> fmt::Debug for Connection<M> {
@@ -76,7 +79,16 @@ impl<M: Mode> Connection<M> {
             next: (0, 0),
             session,
             yielded: None,
+            window: None,
         }
+    }
+
+    /// Decodes on `decoders` (SPEC §7.8), unless the mode has nothing to offload.
+    pub(crate) fn decode_on(mut self, decoders: Option<&Arc<DecodePool>>) -> Self {
+        self.window = decoders
+            .filter(|_| self.mode.offload())
+            .map(|pool| Window::new(pool.clone()));
+        self
     }
 
     /// Who the connection is with.
@@ -135,8 +147,8 @@ impl<M: Mode> Connection<M> {
     /// out by this stream, and how many were read in all.
     pub(crate) async fn finish(mut self) -> (u64, u64) {
         // Take what is left (never handled) so the driver, which may be waiting for room, can go
-        // on; the queue ends when the driver closes it.
-        let mut left = 0;
+        // on; the queue ends when the driver closes it. Frames in decode first: they hold budget.
+        let mut left = self.window.as_mut().map_or(0, Window::clear);
         while let Some(msg) = self.rx.recv().await {
             left += u64::from(msg.is_ok());
         }
@@ -170,56 +182,78 @@ impl<M: Mode> Stream for Connection<M> {
                 lease.slot.set_handled(seq);
             }
         }
-        let msg = match this.rx.poll_recv(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {
-                this.done();
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(msg)) => msg,
-        };
-        let raw = match msg {
-            Ok(raw) => raw,
-            Err(e) => {
-                if let Error::Frame { source, .. } = &e {
-                    if let (Some(index), Some(offset)) = (source.frame_index(), source.offset()) {
-                        let skipped = match source {
-                            framepipe_codec::Error::FrameSkipped { length, .. } => 4 + length,
-                            _ => 0,
-                        };
-                        this.next = (index + 1, offset + skipped);
+        let taken = match &mut this.window {
+            // SPEC §7.8: decoded on the workers, handed out in wire order.
+            Some(window) => window.poll_next(&mut this.rx, &this.mode, cx),
+            None => this.rx.poll_recv(cx).map(|msg| {
+                msg.map(|msg| match msg {
+                    Ok(raw) => {
+                        let (meta, body) = Meta::split(raw);
+                        let item = this.mode.decode(body, meta.index, meta.offset);
+                        Taken::Frame(meta, item)
                     }
-                }
-                this.stats.add_error(e.code());
-                return Poll::Ready(Some(Err(e)));
-            }
+                    Err(e) => Taken::Error(e),
+                })
+            }),
         };
-        let (index, offset, wire_bytes) = (raw.frame.index, raw.frame.offset, raw.frame.wire_len());
-        this.yielded = raw.seq;
-        let sequence = raw.seq;
-        this.next = (index + 1, offset + wire_bytes as u64);
-        let held = Held::new(raw.memory, this.stats.handling_gauge().clone(), wire_bytes);
-        match this.mode.decode(raw.frame.body, index, offset) {
+        match ready!(taken) {
+            None => {
+                this.done();
+                Poll::Ready(None)
+            }
+            Some(Taken::Error(e)) => Poll::Ready(Some(Err(this.frame_error(e)))),
+            Some(Taken::Frame(meta, item)) => Poll::Ready(Some(this.hand_out(meta, item))),
+        }
+    }
+}
+
+impl<M: Mode> Connection<M> {
+    /// An error read in the frame's place: the stream goes on after it.
+    fn frame_error(&mut self, e: Error) -> Error {
+        if let Error::Frame { source, .. } = &e {
+            if let (Some(index), Some(offset)) = (source.frame_index(), source.offset()) {
+                let skipped = match source {
+                    framepipe_codec::Error::FrameSkipped { length, .. } => 4 + length,
+                    _ => 0,
+                };
+                self.next = (index + 1, offset + skipped);
+            }
+        }
+        self.stats.add_error(e.code());
+        e
+    }
+
+    /// A frame, decoded or refused by the mode.
+    fn hand_out(
+        &mut self,
+        meta: Meta,
+        item: Result<M::Item, framepipe_codec::Error>,
+    ) -> Result<Delivery<M::Item>, Error> {
+        let (index, offset, wire_bytes) = (meta.index, meta.offset, meta.wire_bytes);
+        self.yielded = meta.seq;
+        self.next = (index + 1, offset + wire_bytes as u64);
+        let held = Held::new(meta.memory, self.stats.handling_gauge().clone(), wire_bytes);
+        match item {
             Ok(item) => {
-                this.stats.add_handed_out(wire_bytes);
-                Poll::Ready(Some(Ok(Delivery {
+                self.stats.add_handed_out(wire_bytes);
+                Ok(Delivery {
                     item,
                     frame: index,
                     offset,
                     wire_bytes,
-                    sequence,
-                    session: sequence.map(|_| this.session.clone()),
-                    connection: this.info.clone(),
+                    sequence: meta.seq,
+                    session: meta.seq.map(|_| self.session.clone()),
+                    connection: self.info.clone(),
                     held,
-                })))
+                })
             }
             Err(source) => {
                 let error = Error::Frame {
-                    peer: this.info.peer.clone(),
+                    peer: self.info.peer.clone(),
                     source,
                 };
-                this.stats.add_error(error.code());
-                Poll::Ready(Some(Err(error)))
+                self.stats.add_error(error.code());
+                Err(error)
             }
         }
     }

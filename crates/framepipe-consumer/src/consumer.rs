@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::builder::Builder;
+use crate::decode::DecodePool;
 use crate::driver::{now, Driver, Registration};
 use crate::driver_session::SessionLink;
 use crate::listener::{Accepted, Listener};
@@ -43,6 +44,8 @@ pub struct Consumer<L: Listener = TcpListener> {
     sessions: Option<SessionTable>,
     /// Dropped with the consumer: [`Health`] sees it gone.
     alive: Arc<()>,
+    /// The decode workers, when there is more than one (SPEC §7.8).
+    decoders: Option<Arc<DecodePool>>,
 }
 
 /// Most refused connections kept open at once to let their producers read the notice; beyond
@@ -63,7 +66,12 @@ impl Consumer<TcpListener> {
 }
 
 impl<L: Listener> Consumer<L> {
-    pub(crate) fn new(listener: L, config: Builder) -> Self {
+    /// Fails only if the decode workers cannot be started.
+    pub(crate) fn new(listener: L, config: Builder) -> Result<Self, Error> {
+        let decoders = match config.decode_workers {
+            1 => None,
+            workers => Some(DecodePool::new(workers)?),
+        };
         let sockets = SocketSet::new();
         // `Builder` checked that a whole frame fits the limit.
         let frame = config.core.codec.get_max_frame_length() as usize + HEADER_LEN;
@@ -73,7 +81,7 @@ impl<L: Listener> Consumer<L> {
         let seeds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
-        Consumer {
+        Ok(Consumer {
             listener,
             sockets,
             stats,
@@ -89,8 +97,9 @@ impl<L: Listener> Consumer<L> {
                 .sessions
                 .map(|_| SessionTable::new(config.max_sessions, config.session_expiry)),
             alive: Arc::new(()),
+            decoders,
             config,
-        }
+        })
     }
 
     /// Keeps sessions' positions in `store` (SPEC §10.3): a session this consumer does not know
@@ -214,6 +223,7 @@ impl<L: Listener> Consumer<L> {
         self.stats.connection_opened();
         let driver = tokio::spawn(driver.run());
         Connection::new(info, rx, mode, self.stats.clone(), app_tx, driver, slot)
+            .decode_on(self.decoders.as_ref())
     }
 
     /// Refuses a connection over `max_open_connections` (SPEC §7.6.3): a driver writes a

@@ -38,6 +38,7 @@
 mod builder;
 mod connection;
 mod consumer;
+mod decode;
 mod delivery;
 mod driver;
 mod driver_session;
@@ -62,6 +63,7 @@ pub use builder::{
 pub use bytes::Bytes;
 pub use connection::Connection;
 pub use consumer::Consumer;
+pub use decode::MAX_DECODE_WORKERS;
 pub use delivery::{ConnectionInfo, Delivery};
 pub use error::Error;
 pub use framepipe_flow::{PeerAddr, DEFAULT_SAMPLE_INTERVAL};

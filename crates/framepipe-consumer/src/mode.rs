@@ -17,6 +17,12 @@ pub trait Mode: Send + Sync + 'static {
     /// A short name for logs and reports (`raw`, `validate`, `typed`).
     fn name(&self) -> &'static str;
 
+    /// Whether [`decode_workers`](crate::Builder::decode_workers) should run this mode's decode on
+    /// a worker thread (SPEC §7.8). `true` by default; [`Raw`] says `false`: it has no work to move.
+    fn offload(&self) -> bool {
+        true
+    }
+
     /// Decodes one body. `frame` (0-based) and `offset` (of its header in the stream) label errors.
     ///
     /// An error here is frame-local: the frame is dropped and the connection goes on (SPEC §4.1).
@@ -37,6 +43,10 @@ impl Mode for Raw {
 
     fn name(&self) -> &'static str {
         "raw"
+    }
+
+    fn offload(&self) -> bool {
+        false
     }
 
     fn decode(&self, body: Bytes, _: u64, _: u64) -> Result<Bytes, framepipe_codec::Error> {

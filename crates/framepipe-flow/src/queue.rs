@@ -224,6 +224,28 @@ impl<T> Receiver<T> {
         Some(self.release(entry))
     }
 
+    /// Polls for the next item like [`Receiver::poll_recv`], but leaves its bytes in the budget and
+    /// the gauge until the returned [`Share`] is dropped: for a stage that works on items after
+    /// taking them (a decoder looking ahead) and wants them to stay inside the queue's bound.
+    ///
+    /// The item slot is freed at once; the byte budget only when the share goes.
+    pub fn poll_recv_held(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(T, Share)>> {
+        self.rx.poll_recv(cx).map(|entry| {
+            entry.map(|entry| {
+                let share = Share {
+                    budget: self.budget.clone(),
+                    gauge: self.gauge.clone(),
+                    bytes: entry.bytes,
+                    permits: entry.permits,
+                };
+                (entry.item, share)
+            })
+        })
+    }
+
     fn release(&mut self, entry: Entry<T>) -> T {
         self.budget.add_permits(entry.permits as usize);
         self.gauge.remove(entry.bytes);
@@ -233,6 +255,29 @@ impl<T> Receiver<T> {
     /// The gauge this queue reports into.
     pub fn gauge(&self) -> &StageGauge {
         &self.gauge
+    }
+}
+
+/// An item's share of its queue's byte budget, taken with [`Receiver::poll_recv_held`]: the bytes
+/// stay counted in the queue's budget and gauge until this is dropped.
+#[must_use = "the bytes return to the queue's budget when the share is dropped"]
+pub struct Share {
+    budget: Arc<Semaphore>,
+    gauge: StageGauge,
+    bytes: usize,
+    permits: u32,
+}
+
+impl fmt::Debug for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Share").field("bytes", &self.bytes).finish()
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.budget.add_permits(self.permits as usize);
+        self.gauge.remove(self.bytes);
     }
 }
 
@@ -271,6 +316,27 @@ mod tests {
         assert_eq!(got, [0, 1, 2, 3, 4]);
         let s = rx.gauge().snapshot();
         assert_eq!((s.bytes, s.items, s.peak_bytes), (0, 0, 500));
+    }
+
+    #[tokio::test]
+    async fn a_held_item_keeps_its_bytes_in_the_budget_until_its_share_is_dropped() {
+        // 300-byte items, 700-byte budget: two fit; taking one with its share frees no bytes.
+        let (tx, mut rx) = queue(700, 100);
+        tx.send(0, 300).await.unwrap();
+        tx.send(1, 300).await.unwrap();
+        let (item, share) = futures::future::poll_fn(|cx| rx.poll_recv_held(cx))
+            .await
+            .unwrap();
+        assert_eq!(item, 0);
+        let mut third = Box::pin(tx.send(2, 300));
+        assert!(
+            (&mut third).now_or_never().is_none(),
+            "the held bytes still count"
+        );
+        assert_eq!(rx.gauge().snapshot().bytes, 600);
+        drop(share);
+        third.await.unwrap();
+        assert_eq!(rx.gauge().snapshot().bytes, 600);
     }
 
     #[tokio::test]
