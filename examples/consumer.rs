@@ -82,8 +82,8 @@ struct Args {
     #[arg(long, value_name = "N")]
     connections: Option<u64>,
 
-    /// Byte budget of each connection's queue between reader and handler (e.g. 4MiB).
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
+    /// Byte budget of each connection's queue between reader and handler (e.g. 512KiB, 4MiB).
+    #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 
     /// Largest frame body accepted; a larger frame closes its connection after telling the

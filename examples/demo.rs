@@ -69,8 +69,8 @@ struct Args {
     #[arg(long, default_value_t = 2_000, value_name = "K")]
     stall_every: u64,
 
-    /// Byte budget of the producer's queue and of the consumer's queue, each (e.g. 4MiB).
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
+    /// Byte budget of the producer's queue and of the consumer's queue, each (e.g. 512KiB, 4MiB).
+    #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 
     /// After a signal, how long the producer may take to write and have handled what it queued

@@ -73,7 +73,7 @@ struct SendArgs {
     max_line: usize,
 
     /// Byte budget of the send queue (a session retains as much again until acknowledged).
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
+    #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 
     /// Session: give up when no connection can be made or resumed for this long.
@@ -99,7 +99,7 @@ struct ListenArgs {
     max_frame_length: usize,
 
     /// Byte budget of each connection's queue.
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
+    #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 }
 

@@ -70,7 +70,7 @@ struct Args {
     rate: Option<f64>,
 
     /// Byte budget of the queue between encoder and writer (e.g. 4194304, 4MiB, 512KiB).
-    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "BYTES")]
+    #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
 
     /// Plain mode: give up when the consumer accepts no bytes for this long while frames wait (e.g.

@@ -150,7 +150,7 @@ impl Builder {
         self
     }
 
-    /// Byte budget of each connection's queue between the reader and the handler (default 4 MiB).
+    /// Byte budget of each connection's queue between the reader and the handler (default 512 KiB).
     ///
     /// The memory it bounds: frames read and not yet taken by the handler, per connection. When it
     /// is full the connection's transport is not read, and the producer is slowed through TCP.
@@ -160,7 +160,7 @@ impl Builder {
         self
     }
 
-    /// Both limits of each connection's queue (default 4 MiB and 1,024 frames).
+    /// Both limits of each connection's queue (default 512 KiB and 1,024 frames).
     pub fn queue_limits(mut self, limits: QueueLimits) -> Self {
         self.queue = limits;
         self.core.spare_bytes = limits.get_max_bytes();

@@ -65,7 +65,7 @@ impl Builder {
         Self::default()
     }
 
-    /// Byte budget of the queue between the application and the writer (default 4 MiB).
+    /// Byte budget of the queue between the application and the writer (default 512 KiB).
     ///
     /// The memory it bounds: frames accepted and waiting to be written. When it is full the source
     /// stream is not polled and [`Sender::reserve`](crate::Sender::reserve) waits. A frame larger
@@ -75,7 +75,7 @@ impl Builder {
         self
     }
 
-    /// Both limits of the queue (default 4 MiB and 1,024 frames).
+    /// Both limits of the queue (default 512 KiB and 1,024 frames).
     pub fn queue_limits(mut self, limits: QueueLimits) -> Self {
         self.queue = limits;
         self

@@ -82,7 +82,7 @@ impl Session {
         self.stats.clone()
     }
 
-    /// Most bytes of frames kept until acknowledged (default: the queue's budget, 4 MiB). The
+    /// Most bytes of frames kept until acknowledged (default: the queue's budget, 512 KiB). The
     /// source is not polled while it is full, so acks are part of the backpressure (SPEC §10.2).
     pub fn budget(mut self, bytes: usize) -> Self {
         self.config.budget = bytes.max(1);

@@ -41,7 +41,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             codec: framepipe_codec::Builder::default(),
             read_chunk: DEFAULT_READ_CHUNK,
-            spare_bytes: 4 * 1024 * 1024,
+            spare_bytes: framepipe_flow::queue::DEFAULT_MAX_BYTES,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,

@@ -34,13 +34,14 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Defaults for session `session`: a 4 MiB budget, the default pacing, 16 MiB frames, the
+    /// Defaults for session `session`: a budget of `framepipe_flow::queue::DEFAULT_MAX_BYTES`
+    /// (512 KiB), the default pacing, 16 MiB frames, the
     /// default backoff and [`DEFAULT_RECONNECT_TIMEOUT`].
     pub fn new(session: SessionId) -> Self {
         SessionConfig {
             session,
             first: 0,
-            budget: 4 * 1024 * 1024,
+            budget: framepipe_flow::queue::DEFAULT_MAX_BYTES,
             pacing: default_pacing(),
             max_frame_length: framepipe_codec::limits::DEFAULT_MAX_FRAME_LENGTH,
             backoff: Backoff::new(),
