@@ -49,6 +49,8 @@ pub(crate) enum Role {
     Consumer,
     /// Connects and sends the stream.
     Producer,
+    /// Measures serialize-only and parse-only for the 2-core limit (`limit.rs`).
+    Components,
 }
 
 impl Role {
@@ -56,6 +58,7 @@ impl Role {
         match self {
             Role::Consumer => "consumer",
             Role::Producer => "producer",
+            Role::Components => "components",
         }
     }
 }
@@ -74,10 +77,10 @@ pub(crate) struct ChildArgs {
     payload: Payload,
     /// Frames to send or to expect.
     #[arg(long, hide = true, requires = "role", default_value_t = 0)]
-    frames: u64,
+    pub(crate) frames: u64,
     /// Reference records per frame.
     #[arg(long, hide = true, requires = "role", default_value_t = 0)]
-    records_per_frame: usize,
+    pub(crate) records_per_frame: usize,
     /// Bytes of each body.
     #[arg(long, hide = true, requires = "role", default_value_t = 0)]
     body_len: u64,
@@ -232,6 +235,9 @@ pub(crate) fn announce(addr: SocketAddr) {
 /// The `main` of a child process: runs one side, prints its [`SideReport`], exits 0; or says what
 /// went wrong on stderr and exits 1.
 pub(crate) fn child_main(role: Role, args: &ChildArgs) -> ExitCode {
+    if role == Role::Components {
+        return crate::limit::components_main(args);
+    }
     let who = format!("e2e {} ({})", role.name(), args.stack);
     // framepipe reports problems it recovers from (an unconfirmed close, ...) through `tracing`.
     let _ = tracing_subscriber::fmt()
@@ -270,6 +276,7 @@ pub(crate) fn child_main(role: Role, args: &ChildArgs) -> ExitCode {
                     consumed.elapsed,
                 )
             }
+            Role::Components => unreachable!("handled above"),
             Role::Producer => {
                 let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
                 let produced = match args.stack {

@@ -26,6 +26,10 @@
 //! | `payload` | 50,000 / 2,000 reference frames sent as prepared bytes (the sender costs little), typed | framepipe, comparison | framepipe ÷ comparison |
 //! | `parallel` | the `payload` stream | framepipe with `decode_workers(2)`, framepipe, comparison | framepipe-decode-2 ÷ comparison |
 //!
+//! When the run has the `raw` workload (its plain TCP copy gives the kernel's share), the parent
+//! also measures serialize-only and parse-only for the same stream and prints each typed
+//! reference-sized case against the 2-core limit those make (`limit.rs`).
+//!
 //! With `--features mimalloc` every process of every stack allocates with mimalloc instead of the
 //! system allocator (`cargo bench --bench e2e --features mimalloc -- --workloads parallel`).
 //!
@@ -45,6 +49,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod baseline;
 mod child;
 mod framepipe_side;
+mod limit;
 mod machine;
 mod plain;
 mod plot;
@@ -203,6 +208,7 @@ fn run_all(args: &Args) -> Result<ExitCode, String> {
     for case in &summaries {
         println!("\n{}", report::table(case).trim_end());
     }
+    print_limit(&summaries);
     let plots = plot::draw_all(&summaries, &out)?;
     eprintln!(
         "e2e: wrote {}{}",
@@ -220,6 +226,26 @@ fn run_all(args: &Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With the `raw` workload's plain TCP copy in the run, measures serialize-only and parse-only for
+/// the same stream and prints each typed reference-sized case against the 2-core limit (`limit.rs`).
+fn print_limit(summaries: &[report::CaseSummary]) {
+    let Some(raw) = summaries
+        .iter()
+        .find(|c| c.workload == Workload::Raw && c.stack(workload::Stack::PlainTcp).is_some())
+    else {
+        return;
+    };
+    eprintln!("e2e: measuring serialize-only and parse-only for the 2-core limit");
+    match limit::measure(raw.frames, raw.records_per_frame) {
+        Ok(components) => {
+            if let Some(table) = limit::table(summaries, &components) {
+                println!("\n{}", table.trim_end());
+            }
+        }
+        Err(e) => eprintln!("e2e: no 2-core limit: {e}"),
+    }
 }
 
 /// One run of one stack on one case, with a progress line on stderr.

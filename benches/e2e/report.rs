@@ -503,7 +503,7 @@ pub(crate) fn table(case: &CaseSummary) -> String {
 }
 
 /// Renders a Markdown table with columns padded to line up in a terminal (numbers right-aligned).
-fn markdown<const N: usize>(header: &[String; N], body: &[[String; N]]) -> String {
+pub(crate) fn markdown<const N: usize>(header: &[String; N], body: &[[String; N]]) -> String {
     let width = |i: usize| {
         body.iter()
             .map(|r| r[i].chars().count())
