@@ -531,3 +531,38 @@ async fn close_within_abandons_a_session_at_its_deadline_and_counts_every_frame(
     assert_eq!(*delivered, 0, "the handler never returned: {e}");
     served.abort();
 }
+
+/// Frames still queued before the session's retention when it is abandoned count as never sent
+/// (SPEC §10.7.4): the error accounts for every frame the sender accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_session_counts_the_frames_still_queued_as_never_sent() {
+    let consumer = Consumer::builder().bind("127.0.0.1:0").await.unwrap();
+    let addr = consumer.local_addr().unwrap();
+    let served = tokio::spawn(consumer.serve(Raw, |_: Delivery<Bytes>| async {
+        tokio::time::sleep(Duration::from_secs(3_600)).await; // never acknowledges
+    }));
+    // 16 KiB retained and 16 KiB queued: 4 KB frames fill both, so some never leave the queue.
+    let sender = Producer::builder()
+        .budget(16 * 1024)
+        .session(addr.to_string())
+        .raw_sender();
+    for i in 0..6 {
+        sender.send(stamped(i, 4_000)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // the retention fills
+    let e = sender
+        .close_within(Duration::from_millis(300))
+        .await
+        .expect_err("the deadline passes first");
+    let framepipe::producer::Error::Session {
+        unacked,
+        never_sent,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert!(*never_sent > 0, "some frames were still queued: {e}");
+    assert_eq!(unacked + never_sent, 6, "{e}");
+    served.abort();
+}

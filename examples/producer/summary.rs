@@ -113,12 +113,14 @@ pub(crate) fn finish_session(
         Some(Ok(report)) => (report.snapshot.clone(), report.resume_times),
         _ => (stats.snapshot(), None),
     };
+    // Taken from the source and never written: in the session, or still in the queue before it.
+    let never_sent = progress.never_sent.max(snap.frames_unwritten());
     let error = match &result {
         Some(Err(e)) => Some(e.to_string()),
         None => Some(format!(
             "the session was abandoned: {} frames delivered, {} sent and not acknowledged, {} \
              never sent",
-            progress.delivered, progress.unacked, progress.never_sent
+            progress.delivered, progress.unacked, never_sent
         )),
         Some(Ok(_)) => None,
     };
@@ -141,7 +143,7 @@ pub(crate) fn finish_session(
         items_sent: snap.items_sent,
         frames_encoded: snap.frames_encoded,
         frames_written: snap.frames_written,
-        never_sent: progress.never_sent,
+        never_sent,
         confirmed: complete,
         close_forced: forced,
         // The library polls a session's source: its wait for room is the queue stage's.

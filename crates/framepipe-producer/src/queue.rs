@@ -390,22 +390,25 @@ impl SendQueue {
         }
     }
 
-    /// The connection is over: frames left are never sent (they are dropped now).
-    /// A batch being gathered becomes a frame first, so that it is counted among the frames never
-    /// sent (SPEC §6.6.4).
-    pub(crate) fn fail(&self) {
+    /// The connection is over: frames left are never sent (they are dropped now), and how many
+    /// they were is returned. A batch being gathered becomes a frame first, so that it is counted
+    /// among the frames never sent (SPEC §6.6.4).
+    pub(crate) fn fail(&self) -> u64 {
         self.flush_batch();
-        {
+        let dropped = {
             let mut s = self.lock();
             s.closed.get_or_insert("the connection has ended");
             s.failed = true;
+            let dropped = s.frames.len() as u64;
             for frame in s.frames.drain(..) {
                 self.stats.queue_gauge().remove(frame.wire_len());
             }
             s.frames_bytes = 0;
-        }
+            dropped
+        };
         self.room.notify_waiters();
         self.drained.notify_waiters();
+        dropped
     }
 
     /// `true` once no more items are taken.

@@ -162,14 +162,15 @@ impl SessionDriver {
     }
 
     fn fail(&mut self, source: framepipe_proto::Error) -> Error {
-        self.queue.fail();
+        // Frames still queued were taken from the source and never reached the session.
+        let dropped = self.queue.fail();
         self.phase = Phase::Over;
         let s = self.session.as_ref().expect("given back");
         let error = Error::Session {
             session: s.id().to_string(),
             delivered: s.delivered(),
             unacked: s.unacked(),
-            never_sent: s.never_sent(),
+            never_sent: s.never_sent() + dropped,
             source,
         };
         tracing::warn!(addr = %self.addr, session = %s.id(), code = error.code(), "{error}");
