@@ -111,6 +111,15 @@ struct Args {
 
 /// `--unbounded`: the budgets and memory limit, never reached.
 const UNBOUNDED: usize = 1 << 40;
+/// The budget each queue is given: `--budget`, or [`UNBOUNDED`] with `--unbounded`.
+fn budget_in_effect(args: &Args) -> usize {
+    if args.unbounded {
+        UNBOUNDED
+    } else {
+        args.budget
+    }
+}
+
 /// `--unbounded`: the RSS at which the watchdog stops the run.
 const SAFETY_RSS: u64 = 1 << 30;
 
@@ -158,11 +167,7 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     let slow = SlowDown::none()
         .delay(Duration::from_millis(args.delay_ms))
         .stall(Duration::from_millis(args.stall_ms), args.stall_every);
-    let budget = if args.unbounded {
-        UNBOUNDED
-    } else {
-        args.budget
-    };
+    let budget = budget_in_effect(&args);
     let mut builder = Consumer::builder().budget(budget);
     if args.unbounded {
         builder = builder.memory_limit(UNBOUNDED);
@@ -212,7 +217,7 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
 
     tracing::info!(
         "demo: {} frames of {} records to {addr}{}; {}; consumer delay {} ms, stall {} ms every {} \
-         frames; budget {} per side",
+         frames; budget {} per side{}",
         thousands(args.frames),
         args.records_per_frame,
         args.reset_every.map_or(String::new(), |b| format!(
@@ -224,6 +229,11 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
         args.stall_ms,
         args.stall_every,
         mib(args.budget as u64),
+        if args.unbounded {
+            ", NOT ENFORCED (--unbounded)"
+        } else {
+            ""
+        },
     );
     let waited_ms = Arc::new(AtomicU64::new(0));
     let rss_samples = RssSamples::default();
@@ -280,6 +290,8 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    // The producer's snapshot (its peak RSS among it) is taken before the plot is drawn.
+    let ps = producer_stats.snapshot();
     support::plot::finish_if(plot, "demo", &plot_title(&args), args.budget as u64);
     if let Some(tally) = &tally {
         eprintln!(
@@ -288,7 +300,6 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
             tally.resets.load(Relaxed)
         );
     }
-    let ps = producer_stats.snapshot();
     // A session's source is polled by the library: its wait for room is the queue stage's.
     let waited_ms = if args.plain {
         waited_ms.load(Relaxed)

@@ -241,8 +241,10 @@ async fn run_plain(
         bar.finish_and_clear();
     }
     let raw = args.payload.is_some() || args.jsonl.is_some();
+    // The summary first: its peak RSS is the transfer's, not the drawing's.
+    let code = finish(args, &stats, closed, waited_ms, raw);
     finish_plot(args, plot, what, args.budget);
-    finish(args, &stats, closed, waited_ms, raw)
+    code
 }
 
 /// `--plot`: starts sampling `stats`, or exit status 2 for a bad file name.
@@ -406,8 +408,9 @@ async fn run_session(
         bar.finish_and_clear();
     }
     // The queue's budget, and as much again retained until acknowledged (SPEC §10.2).
+    let code = finish_session(args, &stats, id, end);
     finish_plot(args, plot, what, 2 * args.budget);
-    finish_session(args, &stats, id, end)
+    code
 }
 
 /// `source`, one item per tick of `pace` if there is one.

@@ -100,9 +100,11 @@ pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// `4.0 MiB` style, for budgets and memory.
+/// `4.0 MiB` style, for budgets and memory (`KiB` below 1 MiB, `GiB` from 1 GiB).
 pub fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
     } else {
         format!("{:.0} KiB", bytes as f64 / 1024.0)
