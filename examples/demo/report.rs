@@ -86,12 +86,7 @@ pub(crate) fn report(
         None,
     );
     eprintln!("{}\n{}", producer.human(), consumer.human());
-    let retained = if sent.session.is_some() {
-        args.budget
-    } else {
-        0
-    };
-    let within_bound = check_bound(args, ps, cs, waited_ms, retained);
+    let within_bound = check_bound(args, ps, cs, waited_ms, sent.session.is_some());
     print_rss_drift(&rss_samples.lock().unwrap());
     if args.summary_json {
         let both = serde_json::json!({ "producer": producer, "consumer": consumer });
@@ -130,15 +125,16 @@ pub(crate) fn check_bound(
     ps: &framepipe::producer::Snapshot,
     cs: &framepipe::consumer::Snapshot,
     waited_ms: u64,
-    retained: usize,
+    session: bool,
 ) -> bool {
+    // A session's frames stay retained until acknowledged: as much again as its queue (SPEC §10.2).
+    let retained = if session { args.budget } else { 0 };
     let socket_peaks =
         ps.flow.peak_send_queue_bytes.unwrap_or(0) + cs.flow.peak_recv_queue_bytes.unwrap_or(0);
     let frame = ps.bytes_encoded / ps.frames_encoded.max(1);
     // SPEC §5.4, with the default write batch and read block.
     let batch_and_block = (framepipe::producer::DEFAULT_WRITE_BATCH_BYTES
         + framepipe::consumer::DEFAULT_READ_CHUNK) as u64;
-    // A session's frames stay retained until acknowledged: as much again as its queue (SPEC §10.2).
     let bound =
         (2 * args.budget + retained) as u64 + socket_peaks as u64 + 4 * frame + batch_and_block;
     let in_flight = (ps.flow.peak_in_flight_bytes + cs.flow.peak_in_flight_bytes) as u64;
