@@ -110,8 +110,9 @@ impl Monitor {
         let in_flight: usize =
             inner.stages.iter().map(StageGauge::bytes).sum::<usize>() + sockets.total();
         inner.peak_in_flight.fetch_max(in_flight, Relaxed);
-        inner.peak_send.with(sockets.send_queue_bytes, true);
-        inner.peak_recv.with(sockets.recv_queue_bytes, true);
+        let (send, recv) = peak_readings(&sockets);
+        inner.peak_send.with(send, true);
+        inner.peak_recv.with(recv, true);
     }
 
     fn snapshot(&self, record: bool) -> FlowSnapshot {
@@ -125,13 +126,14 @@ impl Monitor {
         } else {
             inner.peak_in_flight.load(Relaxed)
         };
+        let (send, recv) = peak_readings(&sockets);
         FlowSnapshot {
             stages,
             sockets,
             in_flight_bytes,
             peak_in_flight_bytes: peak_in_flight.max(in_flight_bytes),
-            peak_send_queue_bytes: inner.peak_send.with(sockets.send_queue_bytes, record),
-            peak_recv_queue_bytes: inner.peak_recv.with(sockets.recv_queue_bytes, record),
+            peak_send_queue_bytes: inner.peak_send.with(send, record),
+            peak_recv_queue_bytes: inner.peak_recv.with(recv, record),
             rss_bytes: probe::rss_bytes().ok(),
             peak_rss_bytes: probe::peak_rss_bytes().ok(),
         }
@@ -146,6 +148,16 @@ impl Monitor {
     pub fn stages(&self) -> &[StageGauge] {
         &self.inner.stages
     }
+}
+
+/// The socket queue readings a peak may take: none while no socket is open. A sum over no socket is
+/// 0 but measured nothing, and a run served only over pipes would otherwise report a peak of 0 from
+/// a sample taken before its first pipe opened (SPEC §5.3.4).
+fn peak_readings(sockets: &SocketQueues) -> (Option<usize>, Option<usize>) {
+    if sockets.sockets == 0 {
+        return (None, None);
+    }
+    (sockets.send_queue_bytes, sockets.recv_queue_bytes)
 }
 
 /// The peak of a figure that may be unavailable: holds `peak + 1`, and 0 while no reading has been
@@ -200,7 +212,8 @@ mod tests {
         drop(probe);
         let later = monitor.read();
         assert_eq!((later.in_flight_bytes, later.peak_in_flight_bytes), (0, 0));
-        assert_eq!(later.peak_send_queue_bytes, Some(0));
+        // Nothing recorded and no socket open: no reading yet.
+        assert_eq!(later.peak_send_queue_bytes, None);
 
         let probe: Arc<dyn crate::SocketProbe> = Arc::new(Fixed(100));
         sockets.register(probe.clone());
@@ -224,6 +237,10 @@ mod tests {
         // SPEC §5.3: never reported as zero.
         let sockets = SocketSet::new();
         let monitor = Monitor::new(Vec::new(), sockets.clone());
+        // A sample before the first connection opens measures no socket: it records no peak (CI
+        // once saw a consumer served over pipes report a peak of 0 from such a sample).
+        monitor.sample();
+        monitor.record();
         let pipe = sockets.register_unprobed();
         let s = monitor.sample();
         assert_eq!(
