@@ -178,9 +178,15 @@ async fn the_source_is_not_polled_while_the_consumer_is_stalled() {
         "{held} bytes pulled beyond the handler"
     );
 
-    // Stays stopped for as long as the stall lasts.
+    // Stays stopped for as long as the stall lasts: at most one item more, for the window the
+    // kernel may reopen a little when it collapses its receive queue (as in the test below); a
+    // source still polled would give hundreds in 500 ms.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(pulled.load(Relaxed), last, "polled during the stall");
+    let after = pulled.load(Relaxed);
+    assert!(
+        after <= last + 1,
+        "polled during the stall: {last} then {after}"
+    );
 
     // Resumes when the consumer does.
     open.store(true, Relaxed);

@@ -291,10 +291,19 @@ fn a_thousand_idle_connections_meet_the_connection_limit() {
             })
             .collect();
         let connected = started.elapsed();
-        // Refusals arrive at once; those still silent after a while are being served (their idle
-        // timeout is 5 s away).
+        // Refusals arrive at once; those still silent after a while are being served. Read until
+        // the refusals stop for a second, up to 3 s from the last connect, or 4.5 s from the
+        // first, before the idle timeout (5 s) ends the served ones.
         let mut buf = [0u8; 4096];
-        while started.elapsed() < Duration::from_secs(3) {
+        let (window, mut changed) = (Instant::now(), Instant::now());
+        let settled = |refused: u64, changed: Instant| {
+            refused >= (1_000 - limit) as u64 && changed.elapsed() > Duration::from_secs(1)
+        };
+        while window.elapsed() < Duration::from_secs(3)
+            && started.elapsed() < Duration::from_millis(4_500)
+            && !settled(refused, changed)
+        {
+            let before = refused;
             pending.retain_mut(|(s, local)| match s.read(&mut buf) {
                 Ok(n) if n > 0 => {
                     let notice = Notice::parse_frame(&buf[..n]).expect("a whole notice");
@@ -307,6 +316,9 @@ fn a_thousand_idle_connections_meet_the_connection_limit() {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
                 other => panic!("{other:?}"),
             });
+            if refused != before {
+                changed = Instant::now();
+            }
             thread::sleep(Duration::from_millis(50));
         }
         eprintln!(

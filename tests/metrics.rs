@@ -63,6 +63,22 @@ fn check_names(types: &HashMap<String, String>) {
     }
 }
 
+/// `GET path` every 20 ms until `done(status, body)`, for at most 20 s; the last body.
+async fn until(addr: std::net::SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(addr, path).await;
+        if done(status, &body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
     *samples
         .get(key)
@@ -97,14 +113,15 @@ async fn a_scrape_during_a_run_shows_values_moving_and_readiness_following_the_l
             .send_raw(futures::stream::iter(bodies)),
     );
 
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let ready = until(metrics, "/readyz", |status, _| status == 503).await;
     let (status, first) = get(metrics, "/metrics").await;
     assert_eq!(status, 200);
     let (early, types) = parse(&first);
     check_names(&types);
-    let (status, ready) = get(metrics, "/readyz").await;
-    assert_eq!(status, 503, "at max_open_connections: {ready}");
-    assert!(ready.contains("\"open_connections\":1"), "{ready}");
+    assert!(
+        ready.contains("\"open_connections\":1"),
+        "at max_open_connections: {ready}"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (later, _) = parse(&get(metrics, "/metrics").await.1);
     let handled = "framepipe_consumer_frames_handled_total";
@@ -120,8 +137,12 @@ async fn a_scrape_during_a_run_shows_values_moving_and_readiness_following_the_l
 
     let report = sending.await.unwrap().expect("the session completes");
     assert_eq!(report.progress.delivered, FRAMES as u64);
-    tokio::time::sleep(Duration::from_millis(250)).await; // one publication
-    let (done, types) = parse(&get(metrics, "/metrics").await.1);
+    // The last publication, and the connection's end, come a moment after the goodbye.
+    until(metrics, "/readyz", |status, _| status == 200).await;
+    let published = |_: u16, text: &str| {
+        parse(text).0.get("framepipe_consumer_frames_handled_total") == Some(&(FRAMES as f64))
+    };
+    let (done, types) = parse(&until(metrics, "/metrics", published).await);
     check_names(&types);
     let wire = (FRAMES * (body.len() + 4)) as f64;
     assert_eq!(value(&done, handled), FRAMES as f64);
@@ -143,7 +164,6 @@ async fn a_scrape_during_a_run_shows_values_moving_and_readiness_following_the_l
         value(&done, blocked) > 0.0,
         "a slow consumer blocks the producer"
     );
-    assert_eq!(get(metrics, "/readyz").await.0, 200, "the session closed");
 
     shutdown.shutdown();
     assert_eq!(get(metrics, "/readyz").await.0, 503, "shutting down");

@@ -160,10 +160,12 @@ async fn frames_taken_ahead_stay_inside_the_budget_and_the_memory_bound() {
             snap.memory.peak
         );
         // Tighter than the bound: taking frames ahead holds no more than one worker does, give
-        // or take a frame (without the shares in the budget, 4 workers held 0.7 MB more).
+        // or take a frame and a spare read buffer, whose number at the peak is timing (without the
+        // shares in the budget, 4 workers held 0.7 MB more).
         let one_worker = *peaks.get_or_insert(snap.memory.peak);
+        let leeway = wire + framepipe::consumer::DEFAULT_READ_CHUNK;
         assert!(
-            snap.memory.peak <= one_worker + wire,
+            snap.memory.peak <= one_worker + leeway,
             "{workers} workers held {} bytes, one worker {one_worker}",
             snap.memory.peak
         );

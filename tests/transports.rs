@@ -4,39 +4,67 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{events, wait_until, Event};
 use framepipe::consumer::{Consumer, Delivery, Incoming, Json, PeerAddr, Report, Stats};
 use framepipe::flow::SocketQueues;
 use framepipe::producer::Producer;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const COUNT: u64 = 1_000;
 /// The handler pauses on this frame, so the queues can be read while every connection is open.
 const PAUSE_AT: u64 = 50;
 
-/// Serves `connections` connections of events, pausing 300 ms on frame [`PAUSE_AT`] of each.
-fn serve<L: framepipe::consumer::Listener>(consumer: Consumer<L>) -> (Stats, JoinHandle<Report>) {
+/// Serves connections of events; each handler stops on frame [`PAUSE_AT`] until the test lets it go.
+fn serve<L: framepipe::consumer::Listener>(
+    consumer: Consumer<L>,
+) -> (Stats, Pause, JoinHandle<Report>) {
     let stats = consumer.stats();
-    let server = tokio::spawn(consumer.serve(
-        Json::<Event>::new(),
-        |d: Delivery<Event>| async move {
-            assert_eq!(d.frame, d.item.seq);
-            if d.frame == PAUSE_AT {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+    let (release, gate) = watch::channel(false);
+    let pause = Pause {
+        entered: Arc::new(AtomicU64::new(0)),
+        release,
+    };
+    let entered = pause.entered.clone();
+    let server = tokio::spawn(
+        consumer.serve(Json::<Event>::new(), move |d: Delivery<Event>| {
+            let (entered, mut gate) = (entered.clone(), gate.clone());
+            async move {
+                assert_eq!(d.frame, d.item.seq);
+                if d.frame == PAUSE_AT {
+                    entered.fetch_add(1, SeqCst);
+                    gate.wait_for(|open| *open).await.unwrap();
+                }
             }
-        },
-    ));
-    (stats, server)
+        }),
+    );
+    (stats, pause, server)
 }
 
-/// Waits until `n` connections are each in their pause.
-async fn paused(stats: &Stats, n: u64) {
-    wait_until("the handlers to pause", Duration::from_secs(10), || {
-        stats.frames_delivered() >= n * (PAUSE_AT + 1)
-    })
-    .await;
+/// Holds every handler on frame [`PAUSE_AT`], so the queues can be read while the connections are
+/// open, however slow the machine.
+struct Pause {
+    entered: Arc<AtomicU64>,
+    release: watch::Sender<bool>,
+}
+
+impl Pause {
+    /// Waits until `n` handlers are held.
+    async fn held(&self, n: u64) {
+        wait_until("the handlers to pause", Duration::from_secs(20), || {
+            self.entered.load(SeqCst) >= n
+        })
+        .await;
+    }
+
+    /// Lets every handler, held now or later, go on.
+    fn release(&self) {
+        self.release.send_replace(true);
+    }
 }
 
 fn assert_probed(queues: SocketQueues, sockets: usize) {
@@ -72,16 +100,17 @@ async fn unix_sockets_on_both_sides_with_probes() {
         consumer.listen_addr().unwrap(),
         PeerAddr::Unix(Some(path.clone()))
     );
-    let (stats, server) = serve(consumer);
+    let (stats, pause, server) = serve(consumer);
     let conn = Producer::builder().connect_unix(&path).await.unwrap();
     assert_eq!(conn.peer_addr(), &PeerAddr::Unix(Some(path.clone())));
     let producer_stats = conn.stats();
     let producer = tokio::spawn(conn.send_json(events(1, COUNT)));
-    paused(&stats, 1).await;
+    pause.held(1).await;
     assert_probed(stats.socket_queues(), 1);
     assert_probed(producer_stats.socket_queues(), 1);
     let flow = stats.snapshot().flow;
     assert!(flow.peak_recv_queue_bytes.is_some(), "{flow:?}");
+    pause.release();
 
     let sent = producer.await.unwrap().unwrap();
     assert!(sent.confirmed);
@@ -104,7 +133,7 @@ async fn in_memory_pipes_report_queues_unavailable() {
         .listener(Incoming::new(incoming, "pipes"))
         .unwrap();
     assert_eq!(consumer.listen_addr().unwrap(), PeerAddr::other("pipes"));
-    let (stats, server) = serve(consumer);
+    let (stats, pause, server) = serve(consumer);
     let mut producers = Vec::new();
     let mut producer_stats = Vec::new();
     for i in 0..PIPES {
@@ -116,7 +145,7 @@ async fn in_memory_pipes_report_queues_unavailable() {
         producer_stats.push(conn.stats());
         producers.push(tokio::spawn(conn.send_json(events(i as u32, COUNT))));
     }
-    paused(&stats, PIPES).await;
+    pause.held(PIPES).await;
     assert_unavailable(stats.socket_queues(), PIPES as usize);
     let flow = stats.snapshot().flow;
     assert_eq!(flow.sockets.send_queue_bytes, None, "{flow:?}");
@@ -126,6 +155,7 @@ async fn in_memory_pipes_report_queues_unavailable() {
         assert_unavailable(s.socket_queues(), 1);
         assert_eq!(s.snapshot().flow.peak_send_queue_bytes, None);
     }
+    pause.release();
 
     for producer in producers {
         assert!(producer.await.unwrap().unwrap().confirmed);
@@ -151,7 +181,11 @@ async fn builders_kept_in_a_variable_are_used_twice() {
     let second = b.bind("127.0.0.1:0").await.unwrap();
     assert_eq!(b.get_queue_limits().get_max_bytes(), 1 << 20);
     let addrs = [first.local_addr().unwrap(), second.local_addr().unwrap()];
-    let servers = [serve(first).1, serve(second).1];
+    let servers = [first, second].map(|consumer| {
+        let (_, pause, server) = serve(consumer);
+        pause.release();
+        server
+    });
 
     let p = Producer::builder().budget(1 << 20);
     let mut sends = Vec::new();

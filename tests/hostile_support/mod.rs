@@ -160,20 +160,35 @@ impl ConsumerProcess {
 
     pub(crate) fn open_connections(&self) -> Option<u64> {
         // Read from /proc: the sockets the child has in ESTABLISHED state on its port.
+        let n = self.sockets_on_port("01")?.count();
+        Some(n as u64)
+    }
+
+    /// Connections waiting in the listener's accept queue (its `rx_queue` in `/proc/net/tcp`):
+    /// closed or reset by their peer before the consumer took them, so not ESTABLISHED.
+    pub(crate) fn unaccepted(&self) -> Option<u64> {
+        let mut listeners = self.sockets_on_port("0A")?;
+        let queues = listeners.next()?[4].clone();
+        u64::from_str_radix(queues.split_once(':')?.1, 16).ok()
+    }
+
+    /// The fields of each line of `/proc/net/tcp` with local port `self.addr`'s and state `state`.
+    fn sockets_on_port(&self, state: &str) -> Option<impl Iterator<Item = Vec<String>>> {
         let port = self.addr.port();
         let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-        let n = table
+        let state = state.to_owned();
+        let lines: Vec<Vec<String>> = table
             .lines()
             .skip(1)
-            .filter(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3
-                    && f[3] == "01"
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|f| {
+                f.len() > 4
+                    && f[3] == state
                     && u16::from_str_radix(f[1].rsplit(':').next().unwrap_or(""), 16).ok()
                         == Some(port)
             })
-            .count();
-        Some(n as u64)
+            .collect();
+        Some(lines.into_iter())
     }
 
     pub(crate) fn stop(mut self) -> Outcome {
@@ -368,9 +383,12 @@ pub(crate) fn case(settings: Settings, attack: impl FnOnce(SocketAddr)) -> (Outc
     attack(consumer.addr);
     let written = producer.join().expect("good producer thread");
     assert_eq!(written, GOOD_FRAMES);
-    // Let the consumer finish handling before it is stopped.
+    // Let the consumer take every connection and finish handling before it is stopped.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while consumer.open_connections().unwrap_or(0) > 0 && Instant::now() < deadline {
+    let busy = |c: &ConsumerProcess| {
+        c.open_connections().unwrap_or(0) > 0 || c.unaccepted().unwrap_or(0) > 0
+    };
+    while busy(&consumer) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
     (consumer.stop(), good)
