@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The producer's CPU against the comparison's, with the same source built two ways: as `cargo bench`
 # builds it, and with every loop aligned to 64 bytes (RUSTFLAGS="-C llvm-args=-align-loops=64", in
-# its own target directory). Both stacks run from the same binary, so they share whatever placement
-# the build gave; the second build shows how much of the difference is code placement, not work.
+# its own target directory). Both stacks run from the same binary, each with its own compiled copy of
+# serde_json's serializer placed wherever the build put it; the second build shows how much of the
+# difference between them is code placement, not work.
 # Each run is the e2e bench's own producer and consumer children (`--role`), one stack at a time,
 # builds and stacks interleaved. One CSV line per run: build, workload, stack, run, consumer MB/s,
 # producer user s, producer sys s, consumer user s, consumer sys s.
@@ -23,9 +24,13 @@ aligned_exe=$(CARGO_TARGET_DIR=target/layout-aligned RUSTFLAGS="-C llvm-args=-al
 run_once() { # exe stack records frames body_len
   local exe=$1 stack=$2 records=$3 frames=$4 body_len=$5 out=/tmp/fp-layout-consumer.out
   local args=(--stack "$stack" --payload typed --frames "$frames" --records-per-frame "$records" --body-len "$body_len")
-  "$exe" --role consumer "${args[@]}" > "$out" 2>/dev/null &
+  : > "$out" # so that the previous run's LISTEN line cannot be read before the child truncates it
+  "$exe" --role consumer "${args[@]}" >> "$out" 2>/dev/null &
   local cpid=$!
-  until grep -q LISTEN "$out" 2>/dev/null; do sleep 0.05; done
+  until grep -q LISTEN "$out"; do
+    kill -0 "$cpid" 2>/dev/null || { echo "the $stack consumer exited before listening" >&2; exit 1; }
+    sleep 0.05
+  done
   local port producer
   port=$(awk '/LISTEN/ {print $2}' "$out")
   producer=$("$exe" --role producer "${args[@]}" --port "$port" 2>/dev/null)
