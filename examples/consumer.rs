@@ -351,6 +351,7 @@ fn finish(
         ConsumerSessionCounts {
             sessions: s.sessions,
             resumes: s.session_resumes,
+            sessions_refused: s.sessions_refused,
             duplicates_dropped: s.duplicates_dropped,
         },
         verified,

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use framepipe::codec::session::SessionId;
-use framepipe::consumer::{Consumer, Delivery, Raw, SessionStore};
+use framepipe::codec::session::{ResumeSecret, SessionId};
+use framepipe::consumer::{Consumer, Delivery, Raw, SessionStore, StoredSession};
 use framepipe::producer::Producer;
 
 const FRAMES: u64 = 3_000;
@@ -79,18 +79,27 @@ impl OutputStore {
 }
 
 impl SessionStore for OutputStore {
-    fn load(&self, _session: SessionId) -> std::io::Result<Option<u64>> {
-        match std::fs::read_to_string(&self.file) {
-            Ok(text) => Ok(text.lines().next().map(|l| l.parse().unwrap())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    /// The first line: the position and the session's secret, as 32 hex digits.
+    fn load(&self, _session: SessionId) -> std::io::Result<Option<StoredSession>> {
+        let text = match std::fs::read_to_string(&self.file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let first = text.lines().next().unwrap();
+        let (next, secret) = first.split_once(' ').unwrap();
+        let secret = u128::from_str_radix(secret, 16).unwrap().to_be_bytes();
+        Ok(Some(StoredSession {
+            next: next.parse().unwrap(),
+            secret: ResumeSecret::from_bytes(secret),
+        }))
     }
 
-    fn commit(&self, _session: SessionId, next: u64) -> std::io::Result<()> {
+    fn commit(&self, _session: SessionId, stored: &StoredSession) -> std::io::Result<()> {
         let mut committed = self.committed.lock().unwrap();
         committed.append(&mut self.pending.lock().unwrap());
-        let mut text = format!("{next}\n");
+        let secret = u128::from_be_bytes(*stored.secret.as_bytes());
+        let mut text = format!("{} {secret:032x}\n", stored.next);
         for stamp in committed.iter() {
             text += &format!("{stamp}\n");
         }

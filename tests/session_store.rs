@@ -9,10 +9,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use framepipe::codec::session::SessionId;
-use framepipe::consumer::{FileStore, SessionStore};
+use framepipe::codec::session::{ResumeSecret, SessionId};
+use framepipe::consumer::{FileStore, SessionStore, StoredSession};
 
 const SESSION: u128 = 0x005e_5510_f11e_570e;
+const SECRET: ResumeSecret = ResumeSecret::from_bytes(*b"kill-9-mid-write");
 
 /// Not a test: the committer killed by `positions_survive_kill_9_mid_commit`, run in a child
 /// process (this test binary re-executed). Does nothing unless `FRAMEPIPE_STORE_CHILD` names a
@@ -26,11 +27,15 @@ fn committer_child() {
     };
     let store = FileStore::open(dir).unwrap();
     let id = SessionId::from_u128(SESSION);
-    let mut next = store.load(id).unwrap().unwrap_or(0);
+    let mut next = store.load(id).unwrap().map_or(0, |s| s.next);
     println!("LOADED {next}");
     loop {
         next += 1;
-        store.commit(id, next).unwrap();
+        let stored = StoredSession {
+            next,
+            secret: SECRET,
+        };
+        store.commit(id, &stored).unwrap();
         println!("COMMITTED {next}");
     }
 }
@@ -81,7 +86,12 @@ fn positions_survive_kill_9_mid_commit() {
             .map_while(Result::ok)
             .last()
             .unwrap_or(last);
-        let on_disk = FileStore::open(&dir).unwrap().load(id).unwrap().unwrap();
+        let stored = FileStore::open(&dir).unwrap().load(id).unwrap().unwrap();
+        assert_eq!(
+            stored.secret, SECRET,
+            "round {round}: the secret survives whole"
+        );
+        let on_disk = stored.next;
         assert!(
             on_disk == last || on_disk == last + 1,
             "round {round}: the child reported {last} last, the disk holds {on_disk}"

@@ -81,6 +81,7 @@ pub(crate) fn report(
         ConsumerSessionCounts {
             sessions: cs.sessions,
             resumes: cs.session_resumes,
+            sessions_refused: cs.sessions_refused,
             duplicates_dropped: cs.duplicates_dropped,
         },
         None,

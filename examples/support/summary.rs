@@ -87,11 +87,13 @@ impl ProducerSessionCounts {
     }
 }
 
-/// A consumer's sessions: begun here, resumed here, and frames that arrived again and were dropped.
+/// A consumer's sessions: begun here, resumed here, hellos refused (SPEC §10.4.5), and frames that
+/// arrived again and were dropped.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsumerSessionCounts {
     pub sessions: u64,
     pub resumes: u64,
+    pub sessions_refused: u64,
     pub duplicates_dropped: u64,
 }
 
@@ -307,9 +309,10 @@ impl Summary {
         }
         if let Some(c) = &self.consumer_session {
             out += &format!(
-                "\n  sessions: {} begun, {} resumed; {} duplicate frames dropped",
+                "\n  sessions: {} begun, {} resumed, {} hellos refused; {} duplicate frames dropped",
                 c.sessions,
                 c.resumes,
+                c.sessions_refused,
                 thousands(c.duplicates_dropped)
             );
         }

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
-use framepipe_codec::session::SessionId;
+use framepipe_codec::session::{ResumeSecret, SessionId};
 use framepipe_flow::MemoryPool;
 use framepipe_proto::consumer::{ConsumerConfig, ConsumerConn, Event, ReadOp, SessionStart};
 use framepipe_proto::producer::{
@@ -103,7 +103,7 @@ fn consumer(peer: &[u8], step: usize, tick: Duration) {
 
 fn producer(peer: &[u8], step: usize, tick: Duration) {
     let mut now = Instant::now();
-    let mut config = SessionConfig::new(SessionId::from_u128(7));
+    let mut config = SessionConfig::new(SessionId::from_u128(7), ResumeSecret::from_bytes([7; 16]));
     config.budget = BUDGET;
     let session = ProducerSession::new(config, now);
     let mut conn = SessionConn::new(session, SessionConnConfig::default(), now);

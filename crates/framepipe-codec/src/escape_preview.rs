@@ -26,9 +26,48 @@ pub fn escape_preview(bytes: &[u8], max: usize) -> String {
     out
 }
 
+/// `text` from a peer, made safe for a log line or a report: every control character (C0, DEL and
+/// C1, so newlines and terminal escapes among them) escaped as Rust writes it (`\n`, `\u{1b}`), and
+/// a backslash doubled so that an escape cannot be forged; printable characters, non-ASCII ones
+/// included, as they are. Borrows when there is nothing to escape.
+///
+/// ```
+/// use framepipe_codec::escape_text;
+///
+/// assert_eq!(escape_text("frame 3 refused"), "frame 3 refused");
+/// assert_eq!(escape_text("ok\nWARN forged\x1b[2J"), r"ok\nWARN forged\u{1b}[2J");
+/// ```
+pub fn escape_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_keeps_printable_characters_and_escapes_controls() {
+        assert_eq!(escape_text("déjà vu …"), "déjà vu …");
+        assert_eq!(escape_text("a\r\nb\tc"), r"a\r\nb\tc");
+        assert_eq!(
+            escape_text("\u{1b}[31mred\u{7f}\u{85}"),
+            r"\u{1b}[31mred\u{7f}\u{85}"
+        );
+        // A peer cannot forge an escape that reads as one it did not send.
+        assert_eq!(escape_text(r"\n"), r"\\n");
+        assert!(!escape_text("x\ny").contains('\n'));
+    }
 
     #[test]
     fn the_preview_escapes_and_is_short() {

@@ -27,7 +27,8 @@
 //! - [`Lenient`]: keeps a `FramedRead` going after frame-local errors such as one invalid JSON body.
 //! - [`Notice`]: the rejection notice a consumer may send back, and [`Notice::read`], the one rule
 //!   for reading it (SPEC §6.3).
-//! - [`escape_preview`]: how bytes from the wire are shown in messages.
+//! - [`escape_preview`]: how bytes from the wire are shown in messages; [`escape_text`]: how text
+//!   from a peer is.
 //! - [`session`]: the bytes of session mode (SPEC §9): control frames between data frames, and the
 //!   [`SessionFramer`](session::SessionFramer) that reads them.
 //!
@@ -75,7 +76,7 @@ pub mod session;
 
 pub use builder::Builder;
 pub use error::{Error, FramePart};
-pub use escape_preview::escape_preview;
+pub use escape_preview::{escape_preview, escape_text};
 pub use frame_writer::frame_header;
 pub use framer::{Frame, Framer};
 pub use json::{parse_json_body, JsonCodec};

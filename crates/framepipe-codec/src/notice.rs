@@ -114,9 +114,19 @@ impl Notice {
         serde_json::to_vec(self).expect("a Notice always serializes")
     }
 
-    /// The notice a whole body holds, by the rule of [`Notice::read`], if it is one.
+    /// The notice a whole body holds, by the rule of [`Notice::read`], if it is one. Its text
+    /// comes from the peer: control characters in `error` and `message` are escaped
+    /// ([`escape_text`](crate::escape_text)), so that no newline or terminal escape from a peer
+    /// reaches a log line or a report raw (SPEC §6.3.3).
     pub(crate) fn from_body(body: &[u8]) -> Option<Notice> {
-        parse_json_body::<Notice>(body, 0, 0).ok()
+        let mut notice = parse_json_body::<Notice>(body, 0, 0).ok()?;
+        if let std::borrow::Cow::Owned(error) = crate::escape_text(&notice.error) {
+            notice.error = error;
+        }
+        if let std::borrow::Cow::Owned(message) = crate::escape_text(&notice.message) {
+            notice.message = message;
+        }
+        Some(notice)
     }
 
     /// Decides what `bytes`, the first bytes a consumer sent back, are (SPEC §6.3.3, §6.3.4). The
@@ -338,14 +348,35 @@ mod tests {
                 "{unit:?}: {body_len}, cut too short"
             );
             assert!(n.message.chars().all(|c| c.to_string() == unit));
-            assert_eq!(
-                Notice::parse_frame(&n.to_frame()),
-                Some(n.clone()),
-                "{unit:?}"
-            );
+            // Read back, control characters come escaped (SPEC §6.3.3).
+            let read = Notice {
+                message: crate::escape_text(&n.message).into_owned(),
+                ..n.clone()
+            };
+            assert_eq!(Notice::parse_frame(&n.to_frame()), Some(read), "{unit:?}");
         }
         // A message that fits is kept whole.
         let short = Notice::new("x", 1, 2, "a \"quoted\"\tmessage\u{1}");
         assert_eq!(short.message, "a \"quoted\"\tmessage\u{1}");
+    }
+}
+
+#[cfg(test)]
+mod peer_text {
+    use super::*;
+
+    #[test]
+    fn a_peers_newlines_and_escapes_never_reach_a_message_raw() {
+        // SPEC §6.3.3: the attack in issue 22 — a notice whose text forges a log line and clears
+        // the terminal.
+        let body = br#"{"error":"bad\ncode","message":"ok\nWARN forged line\u001b[2J\u0085"}"#;
+        let mut wire = (body.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(body);
+        let NoticeRead::Notice(notice) = Notice::read(&wire) else {
+            panic!("a notice")
+        };
+        assert_eq!(notice.error, r"bad\ncode");
+        assert_eq!(notice.message, r"ok\nWARN forged line\u{1b}[2J\u{85}");
+        assert!(!notice.message.chars().any(char::is_control));
     }
 }

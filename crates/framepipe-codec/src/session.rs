@@ -23,8 +23,8 @@ mod control;
 mod framer;
 
 pub use control::{
-    Control, Hello, Kind, Pacing, SessionId, Welcome, CONTROL_BIT, HELLO_FIRST_BYTE, MAGIC,
-    PROTOCOL_VERSION,
+    Control, Hello, Kind, Pacing, ResumeSecret, SessionId, Welcome, CONTROL_BIT, FLAG_SECRET,
+    HELLO_FIRST_BYTE, MAGIC, PROTOCOL_VERSION, SECRET_LEN,
 };
 pub use framer::{SessionFramer, Unit};
 

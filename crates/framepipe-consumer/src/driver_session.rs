@@ -7,14 +7,14 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 
+use framepipe_codec::session::Hello;
 use framepipe_codec::Notice;
-use framepipe_proto::codes;
 use framepipe_proto::consumer::{ConsumerConn, Transmit};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::driver::{now, sleep_until, Driver, Stop};
-use crate::sessions::{Lease, SessionTable};
+use crate::sessions::{Lease, Refused, SessionTable};
 
 /// A connection's link to the session table.
 #[derive(Debug, Default)]
@@ -93,9 +93,9 @@ pub(crate) async fn upkeep<Io: AsyncWrite + Unpin>(io: &mut Io, core: &mut Consu
 }
 
 impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
-    /// Answers the hello: the table's slot for the session (refused with `session_limit` when the
-    /// table is full), the connection that served it before stopped and finished, then the welcome
-    /// from where the session is (SPEC §10.4, §10.8).
+    /// Answers the hello: the table's slot for the session (refused when the hello may not have
+    /// it, or the table is full), the connection that served it before stopped and finished, then
+    /// the welcome from where the session is (SPEC §10.4, §10.8).
     pub(crate) async fn handshake(&mut self) -> Result<(), Stop> {
         let Some(hello) = self.core.session_hello().copied() else {
             return Ok(());
@@ -110,25 +110,14 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
             self.core.reject(now(), notice);
             return Ok(());
         };
-        let opened = match table.open(&hello, self.link.conn_id) {
-            Ok(opened) => opened,
-            Err(full) => {
-                let message = format!(
-                    "the consumer's session table is full: {} sessions, each with a connection; \
-                     try again later",
-                    full.max_sessions
-                );
-                tracing::warn!(peer = %self.peer, connection = self.link.conn_id,
-                    session = %hello.session, code = codes::SESSION_LIMIT, "{message}");
-                let notice = Notice::new(codes::SESSION_LIMIT, 0, 0, message);
-                self.core.reject(now(), notice);
-                return Ok(());
-            }
-        };
         let conn = self.link.conn_id;
+        let opened = match table.open(&hello, conn) {
+            Ok(opened) => opened,
+            Err(refused) => return self.refuse_hello(&hello, refused),
+        };
         let known = opened.known;
         // Heartbeats while the previous connection's frames are handled (SPEC §10.6.1).
-        let leasing = SessionTable::lease(opened, conn, &hello);
+        let leasing = table.lease(opened, conn, &hello);
         tokio::pin!(leasing);
         let waited = loop {
             tokio::select! {
@@ -141,15 +130,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         };
         let (lease, start) = match waited {
             Ok(leased) => leased,
-            Err(e) => {
-                let message =
-                    format!("the consumer's session store failed to load the session: {e}");
-                tracing::error!(peer = %self.peer, connection = conn, session = %hello.session,
-                    code = codes::SESSION_STORE, "{message}");
-                let notice = Notice::new(codes::SESSION_STORE, 0, 0, message);
-                self.core.reject(now(), notice);
-                return Ok(());
-            }
+            Err(refused) => return self.refuse_hello(&hello, refused),
         };
         if known {
             self.stats.add_session_resumed();
@@ -166,6 +147,23 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Driver<Io> {
         Ok(())
     }
 
+    /// Refuses the hello with a notice saying why, logged at WARN (at ERROR when the store failed).
+    /// The session, and any connection serving it, are untouched.
+    fn refuse_hello(&mut self, hello: &Hello, refused: Refused) -> Result<(), Stop> {
+        let (code, message) = refused.explain();
+        let conn = self.link.conn_id;
+        match refused {
+            Refused::Store(_) => tracing::error!(peer = %self.peer, connection = conn,
+                session = %hello.session, code, "hello refused: {message}"),
+            Refused::Superseded => tracing::info!(peer = %self.peer, connection = conn,
+                session = %hello.session, code, "hello refused: {message}"),
+            _ => tracing::warn!(peer = %self.peer, connection = conn,
+                session = %hello.session, code, "hello refused: {message}"),
+        }
+        self.stats.add_session_refused(code);
+        self.core.reject(now(), Notice::new(code, 0, 0, message));
+        Ok(())
+    }
     /// Reads what the core granted and, in a session, writes its control frames at the same time.
     pub(crate) async fn read_and_write(&mut self) -> Result<(), Stop> {
         let deadline = self.core.poll_timeout();

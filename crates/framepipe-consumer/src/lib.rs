@@ -21,8 +21,9 @@
 //!   (checked JSON, as `Bytes`) or [`Json<T>`] (parsed).
 //! - [`SlowDown`]: fixed delay, frames/s or bytes/s, jitter, stalls.
 //! - [`Stats`]: live counters, stage gauges, socket queues and RSS; [`Report`] at the end.
-//! - [`SessionStore`] and [`FileStore`]: a session's position kept across restarts (SPEC §10.3;
-//!   sessions themselves are not served yet).
+//! - Sessions (SPEC §10), served by default: acks, resume across connections, heartbeats, a
+//!   table of sessions that only their owner (the producer holding the session's resume secret)
+//!   can resume; [`SessionStore`] and [`FileStore`] keep a session's position across restarts.
 //!
 //! Bad input never takes down more than its connection: a frame-local error drops one frame, a fatal
 //! one closes the connection after telling the producer why (SPEC.md §6.3); other connections go on.
@@ -71,7 +72,7 @@ pub use handler::{BoxError, Handler, HandlerResult, OnHandlerError};
 pub use health::{Health, Readiness};
 pub use listener::{Accepted, Incoming, Listener};
 pub use mode::{Json, Mode, Raw, Validate};
-pub use session_store::{FileStore, SessionStore};
+pub use session_store::{FileStore, SessionStore, StoredSession};
 pub use sessions::{DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_EXPIRY};
 pub use shutdown::Shutdown;
 pub use slow::SlowDown;

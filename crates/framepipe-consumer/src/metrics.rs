@@ -28,6 +28,8 @@ pub const FRAMES_UNHANDLED: &str = "framepipe_consumer_frames_unhandled_total";
 pub const SESSIONS: &str = "framepipe_consumer_sessions_total";
 /// Connections that resumed a known session.
 pub const SESSION_RESUMES: &str = "framepipe_consumer_session_resumes_total";
+/// Hellos refused (SPEC §10.4.5, §10.8), labelled by the notice's `code`.
+pub const SESSIONS_REFUSED: &str = "framepipe_consumer_sessions_refused_total";
 /// Frames of a session that arrived again and were dropped.
 pub const DUPLICATES_DROPPED: &str = "framepipe_consumer_duplicates_dropped_total";
 /// Errors by code (label `code`: [`Error::code`](crate::Error::code), or `handler`).
@@ -116,6 +118,11 @@ pub fn describe() {
         SESSION_RESUMES,
         Unit::Count,
         "Connections that resumed a known session."
+    );
+    describe_counter!(
+        SESSIONS_REFUSED,
+        Unit::Count,
+        "Hellos refused: no or another resume secret, resuming ahead, superseded, table full, store failed."
     );
     describe_counter!(
         DUPLICATES_DROPPED,

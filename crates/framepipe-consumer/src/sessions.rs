@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use framepipe_codec::session::{Hello, SessionId};
+use framepipe_codec::session::{Hello, ResumeSecret, SessionId};
 use framepipe_proto::consumer::SessionStart;
 
+use crate::session_store::StoredSession;
 use crate::SessionStore;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -21,6 +22,9 @@ pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub(crate) struct Slot {
     id: SessionId,
+    /// The resume secret of the hello that began the session: every later hello must carry it
+    /// (SPEC §10.4.5).
+    secret: ResumeSecret,
     /// Every frame below this has been handled (the application side keeps it up to date).
     handled: AtomicU64,
     /// Every frame below this has been committed to the store (with a store only).
@@ -41,12 +45,14 @@ pub(crate) struct Slot {
 impl Slot {
     fn new(
         id: SessionId,
+        secret: ResumeSecret,
         handled: u64,
         now: Instant,
         store: Option<Arc<dyn SessionStore>>,
     ) -> Self {
         Slot {
             id,
+            secret,
             handled: AtomicU64::new(handled),
             committed: AtomicU64::new(handled),
             store,
@@ -90,7 +96,11 @@ impl Slot {
                 "this consumer has no session store (Consumer::session_store)",
             ));
         };
-        store.commit(self.id, next)?;
+        let stored = StoredSession {
+            next,
+            secret: self.secret,
+        };
+        store.commit(self.id, &stored)?;
         self.committed.fetch_max(next, Ordering::AcqRel);
         self.moved.notify_one();
         Ok(())
@@ -108,6 +118,24 @@ impl Slot {
     /// Waits until `handled` moves.
     pub(crate) async fn moved(&self) {
         self.moved.notified().await;
+    }
+
+    /// Whether `hello` may take this session over (SPEC §10.4.5): it carries the session's secret
+    /// and resumes no later than what was handled (a hello never moves the position forward).
+    fn admit(&self, hello: &Hello) -> Result<(), Refused> {
+        if !hello.secret.is_some_and(|s| self.secret.matches(&s)) {
+            return Err(Refused::Denied {
+                sent: hello.secret.is_some(),
+            });
+        }
+        let handled = self.handled();
+        if hello.next > handled {
+            return Err(Refused::Ahead {
+                next: hello.next,
+                handled,
+            });
+        }
+        Ok(())
     }
 
     /// Whether connection `id` no longer serves the session.
@@ -141,10 +169,66 @@ impl Drop for Lease {
     }
 }
 
-/// Why a hello was refused.
+/// Why a hello was refused (SPEC §10.4.5, §10.8). The session, and the connection serving it, are
+/// untouched by a refused hello.
 #[derive(Debug)]
-pub(crate) struct Full {
-    pub(crate) max_sessions: usize,
+pub(crate) enum Refused {
+    /// The table is full of sessions that all have a connection.
+    Full { max_sessions: usize },
+    /// The hello did not carry the session's resume secret (`sent`: it carried another one).
+    Denied { sent: bool },
+    /// The hello resumes beyond what the consumer handled.
+    Ahead { next: u64, handled: u64 },
+    /// The session store failed to load the session's position.
+    Store(std::io::Error),
+    /// A newer connection of the session said hello while this one waited for its turn.
+    Superseded,
+}
+
+impl Refused {
+    /// The notice's code and message.
+    pub(crate) fn explain(&self) -> (&'static str, String) {
+        use framepipe_proto::codes;
+        match self {
+            Refused::Full { max_sessions } => (
+                codes::SESSION_LIMIT,
+                format!(
+                    "the consumer's session table is full: {max_sessions} sessions, each with a \
+                     connection; try again later"
+                ),
+            ),
+            Refused::Denied { sent: false } => (
+                codes::SESSION_DENIED,
+                "the hello carries no resume secret: this consumer resumes a session only for the \
+                 producer that began it (upgrade the producer)"
+                    .to_owned(),
+            ),
+            Refused::Denied { sent: true } => (
+                codes::SESSION_DENIED,
+                "the hello's resume secret is not the session's: the session belongs to the \
+                 producer that began it"
+                    .to_owned(),
+            ),
+            Refused::Ahead { next, handled } => (
+                "session_mismatch",
+                format!(
+                    "the hello resumes at frame {next}, but this consumer has handled only the \
+                     frames below {handled}: a producer resumes at the oldest frame it retains, \
+                     never later than what was acknowledged"
+                ),
+            ),
+            Refused::Store(e) => (
+                framepipe_proto::codes::SESSION_STORE,
+                format!("the consumer's session store failed to load the session: {e}"),
+            ),
+            Refused::Superseded => (
+                codes::SUPERSEDED,
+                "another connection of this session said hello after this one and took the \
+                 session over"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// What [`SessionTable::open`] found.
@@ -192,53 +276,58 @@ impl SessionTable {
 
     /// Connection `conn` says hello: the session's slot (made if new, taking the place of the
     /// longest idle one at the bound), now held by `conn`; the connection serving it before is told
-    /// to stop. `Err` if the table is full of sessions that all have a connection.
-    pub(crate) fn open(&self, hello: &Hello, conn: u64) -> Result<Opened, Full> {
+    /// to stop. A hello for a known session must carry its secret and resume no later than what
+    /// was handled; a refused hello changes nothing (SPEC §10.4.5, §10.8).
+    pub(crate) fn open(&self, hello: &Hello, conn: u64) -> Result<Opened, Refused> {
         let now = Instant::now();
         let mut slots = self.lock();
         slots.retain(|_, s| s.idle().is_none_or(|t| now.duration_since(t) < self.expiry));
-        let known = slots.contains_key(&hello.session);
-        if !known && slots.len() >= self.max_sessions {
+        if let Some(slot) = slots.get(&hello.session).cloned() {
+            drop(slots);
+            slot.admit(hello)?;
+            *slot.idle() = None;
+            slot.holder.send_replace(conn);
+            return Ok(Opened { slot, known: true });
+        }
+        let Some(secret) = hello.secret else {
+            return Err(Refused::Denied { sent: false });
+        };
+        if slots.len() >= self.max_sessions {
             let oldest = slots
                 .iter()
                 .filter_map(|(id, s)| s.idle().map(|t| (t, *id)))
                 .min();
-            match oldest {
-                Some((_, id)) => {
-                    slots.remove(&id);
-                }
-                None => {
-                    return Err(Full {
-                        max_sessions: self.max_sessions,
-                    })
-                }
-            }
+            let Some((_, id)) = oldest else {
+                return Err(Refused::Full {
+                    max_sessions: self.max_sessions,
+                });
+            };
+            slots.remove(&id);
         }
-        let slot = slots
-            .entry(hello.session)
-            .or_insert_with(|| {
-                Arc::new(Slot::new(
-                    hello.session,
-                    hello.next,
-                    now,
-                    self.store.clone(),
-                ))
-            })
-            .clone();
+        let slot = Arc::new(Slot::new(
+            hello.session,
+            secret,
+            hello.next,
+            now,
+            self.store.clone(),
+        ));
+        slots.insert(hello.session, slot.clone());
         drop(slots);
         *slot.idle() = None;
         slot.holder.send_replace(conn);
-        Ok(Opened { slot, known })
+        Ok(Opened { slot, known: false })
     }
 
     /// Waits until the connection that served the session before has finished, and takes its
-    /// place. Where the session resumes: the handled position, or the producer's own where it is
-    /// ahead (a session this table forgot, SPEC §10.4.2).
+    /// place; where the session resumes. A session this table did not know is loaded from the
+    /// store, whose secret the hello must carry and whose position it must not pass (SPEC §10.3,
+    /// §10.4.5); a refused session is taken out of the table again.
     pub(crate) async fn lease(
+        &self,
         opened: Opened,
         conn: u64,
         hello: &Hello,
-    ) -> std::io::Result<(Lease, SessionStart)> {
+    ) -> Result<(Lease, SessionStart), Refused> {
         let slot = opened.slot;
         let permit = slot
             .lease
@@ -246,29 +335,63 @@ impl SessionTable {
             .acquire_owned()
             .await
             .expect("the lease semaphore is never closed");
+        let lease = Lease {
+            slot: slot.clone(),
+            _permit: permit,
+            conn,
+        };
+        if slot.superseded(conn) {
+            return Err(Refused::Superseded);
+        }
         if let (false, Some(store)) = (opened.known, slot.store.clone()) {
             // A session this table does not know: where the store says it is (SPEC §10.4.2).
-            let id = hello.session;
-            let loaded = tokio::task::spawn_blocking(move || store.load(id))
-                .await
-                .map_err(std::io::Error::other)??;
-            if let Some(next) = loaded {
-                slot.handled.fetch_max(next, Ordering::AcqRel);
-                slot.committed.fetch_max(next, Ordering::AcqRel);
+            if let Err(refused) = Self::load(&slot, store, hello).await {
+                self.discard(&slot, conn);
+                return Err(refused);
             }
         }
-        let handled = slot.handled().max(hello.next);
-        slot.handled.fetch_max(handled, Ordering::AcqRel);
+        let handled = slot.handled();
         let start = SessionStart {
             next: slot.ack_position().clamp(hello.next, handled),
             handled,
         };
-        let lease = Lease {
-            slot,
-            _permit: permit,
-            conn,
-        };
         Ok((lease, start))
+    }
+
+    /// Loads a session the table did not know from the store into its new slot.
+    async fn load(slot: &Slot, store: Arc<dyn SessionStore>, hello: &Hello) -> Result<(), Refused> {
+        let id = hello.session;
+        let loaded = tokio::task::spawn_blocking(move || store.load(id))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(Refused::Store)?;
+        let Some(stored) = loaded else {
+            return Ok(()); // never committed: a new session, at the producer's position
+        };
+        if !hello.secret.is_some_and(|s| stored.secret.matches(&s)) {
+            return Err(Refused::Denied {
+                sent: hello.secret.is_some(),
+            });
+        }
+        if hello.next > stored.next {
+            return Err(Refused::Ahead {
+                next: hello.next,
+                handled: stored.next,
+            });
+        }
+        slot.handled.fetch_max(stored.next, Ordering::AcqRel);
+        slot.committed.fetch_max(stored.next, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Takes `slot`, made for a hello that was then refused, out of the table, unless another
+    /// connection holds it by now.
+    fn discard(&self, slot: &Arc<Slot>, conn: u64) {
+        let mut slots = self.lock();
+        if slots.get(&slot.id).is_some_and(|s| Arc::ptr_eq(s, slot)) && !slot.superseded(conn) {
+            slots.remove(&slot.id);
+        }
     }
 
     /// Sessions remembered now.
@@ -279,55 +402,4 @@ impl SessionTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use framepipe_codec::session::Pacing;
-
-    fn hello(id: u128, next: u64) -> Hello {
-        Hello {
-            version: 1,
-            session: SessionId::from_u128(id),
-            next,
-            max_frame_length: 1024,
-            pacing: Pacing::default(),
-        }
-    }
-
-    #[test]
-    fn at_the_bound_the_longest_idle_session_goes_and_a_full_table_of_busy_ones_refuses() {
-        let table = SessionTable::new(2, DEFAULT_SESSION_EXPIRY);
-        let a = table.open(&hello(1, 0), 1).unwrap();
-        let b = table.open(&hello(2, 0), 2).unwrap();
-        assert!(!a.known && !b.known);
-        // Both have connections: a third session is refused.
-        assert_eq!(table.open(&hello(3, 0), 3).unwrap_err().max_sessions, 2);
-        // Session 1's connection ends: its place can be taken.
-        *a.slot.idle() = Some(Instant::now());
-        let c = table.open(&hello(3, 0), 3).unwrap();
-        assert!(!c.known);
-        assert_eq!(table.len(), 2);
-        assert!(table.open(&hello(2, 0), 4).unwrap().known);
-        assert!(b.slot.superseded(2), "connection 4 took session 2 over");
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn the_next_connection_waits_for_the_last_to_finish_and_resumes_at_what_was_handled() {
-        let table = SessionTable::new(8, DEFAULT_SESSION_EXPIRY);
-        let h = hello(7, 10);
-        let first = table.open(&h, 1).unwrap();
-        let (lease, start) = SessionTable::lease(first, 1, &h).await.unwrap();
-        assert_eq!((start.next, start.handled), (10, 10));
-        lease.slot.set_handled(14);
-        let second = table.open(&h, 2).unwrap();
-        assert!(second.known);
-        let waiting = tokio::spawn(async move { SessionTable::lease(second, 2, &h).await });
-        tokio::task::yield_now().await;
-        assert!(
-            !waiting.is_finished(),
-            "the first connection still holds the session"
-        );
-        drop(lease);
-        let (_lease, start) = waiting.await.unwrap().unwrap();
-        assert_eq!(start.next, 15);
-    }
-}
+mod tests;

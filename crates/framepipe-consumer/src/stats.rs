@@ -41,6 +41,7 @@ struct Inner {
     slowed_nanos: AtomicU64,
     sessions_opened: AtomicU64,
     sessions_resumed: AtomicU64,
+    sessions_refused: AtomicU64,
     duplicates_dropped: AtomicU64,
     first_accept: OnceLock<Instant>,
     last_close: Mutex<Option<Instant>>,
@@ -92,6 +93,9 @@ pub struct Snapshot {
     pub sessions: u64,
     /// Connections that resumed a session this consumer knew.
     pub session_resumes: u64,
+    /// Hellos refused (SPEC §10.4.5, §10.8): without the session's secret, resuming beyond what
+    /// was handled, superseded while waiting, the table full or the store failing.
+    pub sessions_refused: u64,
     /// Frames of a session that arrived again and were dropped, not handed on (SPEC §10.5).
     pub duplicates_dropped: u64,
     /// Every stage, the socket queues and the process's memory.
@@ -131,6 +135,7 @@ impl Stats {
                 slowed_nanos: counter(),
                 sessions_opened: counter(),
                 sessions_resumed: counter(),
+                sessions_refused: counter(),
                 duplicates_dropped: counter(),
                 first_accept: OnceLock::new(),
                 last_close: Mutex::new(None),
@@ -175,6 +180,7 @@ impl Stats {
             slowed_ms: i.slowed_nanos.load(Relaxed) / 1_000_000,
             sessions: i.sessions_opened.load(Relaxed),
             session_resumes: i.sessions_resumed.load(Relaxed),
+            sessions_refused: i.sessions_refused.load(Relaxed),
             duplicates_dropped: i.duplicates_dropped.load(Relaxed),
             flow: i.monitor.read(),
             memory: i.memory.snapshot(),
@@ -303,6 +309,12 @@ impl Stats {
     pub(crate) fn add_session_resumed(&self) {
         self.inner.sessions_resumed.fetch_add(1, Relaxed);
         self.inner.metrics.session_resumes.increment(1);
+    }
+
+    /// Counts a refused hello; `code` (its notice's) labels it in the metrics.
+    pub(crate) fn add_session_refused(&self, code: &'static str) {
+        self.inner.sessions_refused.fetch_add(1, Relaxed);
+        ::metrics::counter!(crate::metrics::SESSIONS_REFUSED, "code" => code).increment(1);
     }
 
     pub(crate) fn add_duplicates(&self, frames: u64) {

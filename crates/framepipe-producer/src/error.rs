@@ -165,7 +165,7 @@ pub enum Error {
     /// a resume point this producer no longer holds). Says what became of every frame.
     #[error("session {session}: {source}{}", counts(source, *delivered, *unacked, *never_sent))]
     Session {
-        /// The session, as 32 hex digits.
+        /// The session's fingerprint (`SessionId::fingerprint`): never the whole id (SPEC §10.4.6).
         session: String,
         /// Frames acknowledged: handled by the consumer.
         delivered: u64,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use framepipe_codec::session::{Pacing, SessionId};
+use framepipe_codec::session::{Pacing, ResumeSecret, SessionId};
 use framepipe_flow::SocketSet;
 use framepipe_proto::backoff::Backoff;
 use framepipe_proto::producer::{ProducerSession, SessionConfig, SessionConnConfig};
@@ -54,7 +54,12 @@ impl Builder {
     /// until acknowledged (the session's budget, [`Session::budget`]).
     pub fn session(self, addr: impl Into<String>) -> Session {
         let sockets = SocketSet::new();
-        let mut config = SessionConfig::new(SessionId::from_u128(rand::random()));
+        // Both from the thread's CSPRNG (ChaCha, seeded by the operating system): the secret is
+        // what keeps the session the producer's own (SPEC §10.4.5).
+        let mut config = SessionConfig::new(
+            SessionId::from_u128(rand::random()),
+            ResumeSecret::from_bytes(rand::random()),
+        );
         config.budget = self.queue.get_max_bytes();
         config.max_frame_length = self.max_frame_length;
         Session {
@@ -262,7 +267,7 @@ pub struct SessionReport {
     /// `bytes_written` every byte, resent ones included).
     #[serde(flatten)]
     pub snapshot: Snapshot,
-    /// The session, as 32 hex digits.
+    /// The session's fingerprint (`SessionId::fingerprint`): never the whole id (SPEC §10.4.6).
     pub session: String,
     /// Items taken from the source.
     pub pulled: u64,

@@ -18,3 +18,13 @@ pub const SESSION_LIMIT: &str = "session_limit";
 /// The consumer's session store could not load the session's position, so the session was refused
 /// (SPEC §10.3). Worth retrying later.
 pub const SESSION_STORE: &str = "session_store";
+
+/// The hello did not prove that its producer owns the session: the resume secret of the session's
+/// welcomes was missing or wrong (SPEC §10.4.5), or the consumer's authorization refused it. The
+/// session and its connection are untouched. Not worth retrying: it would fail the same way.
+pub const SESSION_DENIED: &str = "session_denied";
+
+/// Another connection of the session said hello after this one and took the session over
+/// (SPEC §10.8.1): this connection is closed. Not worth retrying: a producer that still uses this
+/// connection has a second party resuming its session.
+pub const SUPERSEDED: &str = "superseded";

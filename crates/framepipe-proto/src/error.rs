@@ -96,6 +96,22 @@ pub enum Error {
         accepted: u64,
     },
 
+    /// Session producer: the consumer acknowledged, or asked to resume at, a frame this producer
+    /// never wrote (SPEC §10.2.5): a consumer cannot have handled it, so nothing is released and
+    /// the session fails (a forged welcome or ack must never pass for a delivery).
+    #[error(
+        "the consumer's {what} names frame {next}, but this producer has written only the frames \
+         below {written}: a consumer cannot have handled a frame it was never sent"
+    )]
+    NotWritten {
+        /// `"ack"`, `"resume"` or `"goodbye"`.
+        what: &'static str,
+        /// The sequence number the consumer sent.
+        next: u64,
+        /// One past the last frame written in full on any connection.
+        written: u64,
+    },
+
     /// Session, either side: nothing at all (no frame, ack or heartbeat) arrived from the peer for
     /// `silent`, three heartbeat intervals (SPEC §10.6): the peer is declared stuck or gone.
     #[error(
@@ -156,7 +172,7 @@ impl Error {
             Error::Stalled { .. } => "stalled",
             Error::UnexpectedReply { .. } => "unexpected_reply",
             Error::Deadline { .. } => "deadline",
-            Error::OutOfSequence { .. } => "out_of_sequence",
+            Error::OutOfSequence { .. } | Error::NotWritten { .. } => "out_of_sequence",
             Error::Unresponsive { .. } => "unresponsive",
             Error::SessionMismatch { .. } => "session_mismatch",
             Error::ReconnectTimeout { .. } => "reconnect_timeout",

@@ -25,6 +25,10 @@ const HELLO_LEN: usize = 48;
 const WELCOME_LEN: usize = 40;
 /// Payload bytes of an ack's and a goodbye's layout (SPEC §9.3).
 const NEXT_LEN: usize = 8;
+/// Bytes of a resume secret (SPEC §9.3).
+pub const SECRET_LEN: usize = 16;
+/// A hello's flag: the session's resume secret follows the layout (SPEC §9.3).
+pub const FLAG_SECRET: u16 = 0x0001;
 
 /// What a control frame is (SPEC §9.1.3): the low 7 bits of its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,8 +75,9 @@ impl Kind {
     }
 }
 
-/// A session's identity: 16 bytes the producer chooses at random for the session's life; shown as
-/// 32 lowercase hex digits.
+/// A session's identity: 16 bytes the producer chooses at random for the session's life. Shown by
+/// its [`fingerprint`](SessionId::fingerprint) (8 hex digits); the whole id is
+/// [`to_hex`](SessionId::to_hex) (32 lowercase hex digits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct SessionId(pub [u8; 16]);
 
@@ -88,15 +93,76 @@ impl SessionId {
     }
 }
 
+impl SessionId {
+    /// The whole id as 32 lowercase hex digits. Whoever knows it can name the session in a hello
+    /// (taking it over needs its [`ResumeSecret`] too), so show it only where the id itself is
+    /// needed, such as a store's file name; logs and reports show [`fingerprint`](Self::fingerprint).
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.as_u128())
+    }
+
+    /// A short name for logs and reports: the first 8 hex digits of the id (SPEC §10.4.6), enough
+    /// to tell a machine's sessions apart and to find a session's file in a store's directory,
+    /// never enough to name the session in a hello. `Display` shows this.
+    pub fn fingerprint(self) -> String {
+        format!("{:08x}", self.as_u128() >> 96)
+    }
+}
+
+/// Shows the [`fingerprint`](SessionId::fingerprint), never the whole id (SPEC §10.4.6); the
+/// whole id is [`to_hex`](SessionId::to_hex).
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.as_u128())
+        f.write_str(&self.fingerprint())
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({self})")
+        write!(f, "SessionId({self}…)")
+    }
+}
+
+/// A session's resume secret (SPEC §9.3, §10.4.5): 16 random bytes the producer draws when the
+/// session begins and sends in every hello of the session. The consumer keeps the secret of the
+/// hello that began the session and refuses a hello for it without the same secret: knowing a
+/// session's id is not enough to resume it.
+///
+/// It is never shown: `Debug` prints `ResumeSecret(…)` and there is no `Display`. Two secrets are
+/// compared in constant time ([`ResumeSecret::matches`]). On a plaintext connection it crosses the
+/// network in clear, like everything else there: an attacker on the path can still read it (SPEC
+/// §10.4.6); use TLS between hosts.
+#[derive(Clone, Copy)]
+pub struct ResumeSecret([u8; SECRET_LEN]);
+
+impl ResumeSecret {
+    /// The secret made of `bytes`; draw them from the operating system's random source.
+    pub const fn from_bytes(bytes: [u8; SECRET_LEN]) -> ResumeSecret {
+        ResumeSecret(bytes)
+    }
+
+    /// Its bytes, for a store that keeps it.
+    pub fn as_bytes(&self) -> &[u8; SECRET_LEN] {
+        &self.0
+    }
+
+    /// Whether `proof` is this secret, compared in constant time.
+    pub fn matches(&self, proof: &ResumeSecret) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &proof.0[..]).into()
+    }
+}
+
+impl PartialEq for ResumeSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other)
+    }
+}
+
+impl Eq for ResumeSecret {}
+
+impl fmt::Debug for ResumeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResumeSecret(…)")
     }
 }
 
@@ -124,6 +190,9 @@ pub struct Hello {
     pub max_frame_length: u32,
     /// The pacing the producer proposes.
     pub pacing: Pacing,
+    /// The session's resume secret, proving the producer owns the session (flag [`FLAG_SECRET`]).
+    /// A framepipe producer always sends one; a consumer refuses a hello without it.
+    pub secret: Option<ResumeSecret>,
 }
 
 /// The consumer's answer to a hello (SPEC §9.3).
@@ -201,8 +270,12 @@ impl Control {
                 max: MAX_CONTROL_LENGTH,
             });
         }
+        let with_secret = |secret: &Option<ResumeSecret>| match secret {
+            Some(_) => SECRET_LEN,
+            None => 0,
+        };
         let len = match self {
-            Control::Hello(_) => HELLO_LEN,
+            Control::Hello(h) => HELLO_LEN + with_secret(&h.secret),
             Control::Welcome(_) => WELCOME_LEN,
             Control::Ack { .. } | Control::Goodbye { .. } => NEXT_LEN,
             Control::Heartbeat | Control::Notice(_) => notice_body.len(),
@@ -214,11 +287,12 @@ impl Control {
             Control::Hello(h) => {
                 dst.put_slice(&MAGIC);
                 dst.put_u16(h.version);
-                dst.put_u16(0);
+                dst.put_u16(flags(&h.secret));
                 dst.put_slice(&h.session.0);
                 dst.put_u64(h.next);
                 dst.put_u32(h.max_frame_length);
                 put_pacing(dst, h.pacing);
+                put_secret(dst, &h.secret);
             }
             Control::Welcome(w) => {
                 dst.put_u16(w.version);
@@ -268,14 +342,17 @@ impl Control {
                         escape_preview(&magic, 4)
                     )));
                 }
-                let (version, _flags) = (r.u16(), r.u16());
-                Control::Hello(Hello {
+                let (version, flags) = (r.u16(), r.u16());
+                let hello = Hello {
                     version,
                     session: SessionId(r.bytes::<16>()),
                     next: r.u64(),
                     max_frame_length: r.u32(),
                     pacing: r.pacing(),
-                })
+                    secret: None,
+                };
+                let secret = r.secret(flags, offset)?;
+                Control::Hello(Hello { secret, ..hello })
             }
             Kind::Welcome => {
                 let (version, _flags) = (r.u16(), r.u16());
@@ -299,6 +376,19 @@ impl Control {
                 }
             },
         })
+    }
+}
+
+fn flags(secret: &Option<ResumeSecret>) -> u16 {
+    match secret {
+        Some(_) => FLAG_SECRET,
+        None => 0,
+    }
+}
+
+fn put_secret(dst: &mut BytesMut, secret: &Option<ResumeSecret>) {
+    if let Some(secret) = secret {
+        dst.put_slice(secret.as_bytes());
     }
 }
 
@@ -328,6 +418,21 @@ impl Reader<'_> {
 
     fn u64(&mut self) -> u64 {
         u64::from_be_bytes(self.bytes())
+    }
+
+    /// The secret after a hello's layout when `flags` says one follows (SPEC §9.3).
+    fn secret(&mut self, flags: u16, offset: u64) -> Result<Option<ResumeSecret>, Error> {
+        if flags & FLAG_SECRET == 0 {
+            return Ok(None);
+        }
+        if self.0.len() < SECRET_LEN {
+            let what = format!(
+                "a hello whose flags say a resume secret follows needs {SECRET_LEN} more payload bytes, got {}",
+                self.0.len()
+            );
+            return Err(Error::BadControl { offset, what });
+        }
+        Ok(Some(ResumeSecret(self.bytes())))
     }
 
     fn pacing(&mut self) -> Pacing {

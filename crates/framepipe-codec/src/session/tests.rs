@@ -16,6 +16,7 @@ fn hello() -> Control {
             ack_interval_ms: 50,
             heartbeat_ms: 1000,
         },
+        secret: None,
     })
 }
 
@@ -71,7 +72,7 @@ fn each_kind_round_trips_and_its_header_says_kind_and_length() {
 
 #[test]
 fn the_layouts_are_the_specified_sizes() {
-    // SPEC §9.3: hello 48, welcome 40, ack and goodbye 8, heartbeat 0.
+    // SPEC §9.3: hello 48 (+ 16 with its secret, below), welcome 40, ack and goodbye 8, heartbeat 0.
     let sizes: Vec<usize> = every_kind()[..5]
         .iter()
         .map(|c| c.to_frame().unwrap().len() - 4)
@@ -232,7 +233,7 @@ fn data_frames_are_capped_below_the_control_bit() {
 #[test]
 fn session_ids_show_as_hex() {
     let id = SessionId::from_u128(0xab);
-    assert_eq!(id.to_string(), format!("{:032x}", 0xab));
+    assert_eq!(id.to_hex(), format!("{:032x}", 0xab));
     assert_eq!(SessionId::from_u128(id.as_u128()), id);
 }
 
@@ -248,17 +249,19 @@ fn arb_control() -> impl Strategy<Value = Control> {
             any::<u128>(),
             any::<u64>(),
             any::<u32>(),
-            pacing.clone()
+            pacing.clone(),
+            arb_secret(),
         )
-            .prop_map(
-                |(version, id, next, max_frame_length, pacing)| Control::Hello(Hello {
+            .prop_map(|(version, id, next, max_frame_length, pacing, secret)| {
+                Control::Hello(Hello {
                     version,
                     session: SessionId::from_u128(id),
                     next,
                     max_frame_length,
                     pacing,
+                    secret,
                 })
-            ),
+            }),
         (any::<u16>(), any::<u128>(), any::<u64>(), pacing).prop_map(
             |(version, id, next, pacing)| Control::Welcome(Welcome {
                 version,
@@ -274,6 +277,10 @@ fn arb_control() -> impl Strategy<Value = Control> {
             |(code, frame, offset, msg)| Control::Notice(Notice::new(&code, frame, offset, msg))
         ),
     ]
+}
+
+fn arb_secret() -> impl Strategy<Value = Option<ResumeSecret>> {
+    proptest::option::of(any::<[u8; SECRET_LEN]>().prop_map(ResumeSecret::from_bytes))
 }
 
 /// A session stream's units: data bodies (no control bit in their length) or control frames.
@@ -323,11 +330,63 @@ proptest! {
                     data_index += 1;
                 }
                 (Err(control), Unit::Control { control: c, offset: o }) => {
-                    prop_assert_eq!(c, control);
+                    // A notice's text is read with its control characters escaped (SPEC §6.3.3).
+                    let control = match control {
+                        Control::Notice(n) => Control::Notice(Notice {
+                            message: crate::escape_text(&n.message).into_owned(),
+                            error: crate::escape_text(&n.error).into_owned(),
+                            ..n.clone()
+                        }),
+                        other => other.clone(),
+                    };
+                    prop_assert_eq!(c, &control);
                     prop_assert_eq!(o, offset);
                 }
                 (want, got) => prop_assert!(false, "wanted {:?}, got {:?}", want, got),
             }
         }
     }
+}
+
+#[test]
+fn a_secret_rides_after_the_hellos_layout_with_its_flag_and_a_short_one_is_bad_control() {
+    // SPEC §9.3: flag bit 0, then 16 bytes after the hello's 48.
+    let secret = ResumeSecret::from_bytes(*b"0123456789abcdef");
+    let Control::Hello(h) = hello() else {
+        unreachable!()
+    };
+    let with_secret = Control::Hello(Hello {
+        secret: Some(secret),
+        ..h
+    });
+    let wire = with_secret.to_frame().unwrap();
+    assert_eq!(&wire[..4], &[0x81, 0, 0, 64]);
+    assert_eq!(&wire[10..12], &FLAG_SECRET.to_be_bytes());
+    assert_eq!(&wire[52..], b"0123456789abcdef");
+    let decoded = Control::decode(Kind::Hello, &wire[4..], 0).unwrap();
+    assert_eq!(decoded, with_secret);
+    // The flag without the 16 bytes.
+    let (offset, what) = bad_control(Control::decode(Kind::Hello, &wire[4..60], 9).unwrap_err());
+    assert_eq!(offset, 9);
+    assert!(what.contains("resume secret"), "{what}");
+    // Without the flag, bytes after the layout are ignored (a later version's fields).
+    let mut unflagged = wire[4..].to_vec();
+    unflagged[6..8].copy_from_slice(&[0, 0]);
+    let Control::Hello(read) = Control::decode(Kind::Hello, &unflagged, 0).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(read.secret, None);
+}
+
+#[test]
+fn logs_see_a_fingerprint_and_never_the_whole_id_or_the_secret() {
+    // SPEC §10.4.6.
+    let id = SessionId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+    assert_eq!(id.to_string(), "01234567");
+    assert_eq!(format!("{id:?}"), "SessionId(01234567…)");
+    assert_eq!(id.to_hex(), "0123456789abcdef0011223344556677");
+    let secret = ResumeSecret::from_bytes(*b"0123456789abcdef");
+    assert_eq!(format!("{secret:?}"), "ResumeSecret(…)");
+    assert!(secret.matches(&ResumeSecret::from_bytes(*b"0123456789abcdef")));
+    assert!(!secret.matches(&ResumeSecret::from_bytes(*b"0123456789abcdeF")));
 }

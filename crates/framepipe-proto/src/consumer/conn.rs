@@ -214,10 +214,16 @@ impl ConsumerConn {
         if !self.events.is_empty() {
             return ReadOp::Deliver;
         }
-        if self
-            .session
-            .as_ref()
-            .is_some_and(SessionPart::awaiting_accept)
+        // A hello refused (`reject`) is answered by its notice, not by the table again.
+        let refused = matches!(
+            self.state,
+            State::Notifying | State::Draining | State::Closed
+        );
+        if !refused
+            && self
+                .session
+                .as_ref()
+                .is_some_and(SessionPart::awaiting_accept)
         {
             return ReadOp::Handshake;
         }

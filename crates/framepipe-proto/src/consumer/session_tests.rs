@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use framepipe_codec::session::{Control, Hello, Pacing, SessionFramer, SessionId, Unit};
+use framepipe_codec::session::{
+    Control, Hello, Pacing, ResumeSecret, SessionFramer, SessionId, Unit,
+};
 use framepipe_codec::Builder;
 use framepipe_flow::MemoryPool;
 
@@ -91,6 +93,7 @@ fn hello(next: u64) -> BytesMut {
             ack_interval_ms: 10,
             heartbeat_ms: 500,
         },
+        secret: Some(ResumeSecret::from_bytes([1; 16])),
     })
     .to_frame()
     .unwrap()
@@ -156,6 +159,24 @@ fn heartbeats_go_out_while_the_welcome_waits_for_the_table() {
         matches!(&out[..], [Control::Heartbeat, Control::Welcome(w)] if w.next == 0),
         "{out:?}"
     );
+}
+
+/// A hello the table refuses is answered by the notice, then FIN: the core no longer asks for the
+/// table's answer (it did, for ever, before issue 22's refusals: a busy loop).
+#[test]
+fn a_refused_hello_is_answered_by_its_notice_and_never_asked_again() {
+    let t0 = Instant::now();
+    let mut rig = Rig::new(t0);
+    assert_eq!(rig.feed(t0, &hello(0)), ReadOp::Handshake);
+    let notice = framepipe_codec::Notice::new(crate::codes::SESSION_DENIED, 0, 0, "not yours");
+    rig.conn.reject(t0, notice);
+    assert_eq!(rig.conn.poll_read(t0), ReadOp::Transmit);
+    let out = rig.written(t0);
+    assert!(
+        matches!(&out[..], [Control::Notice(n)] if n.error == "session_denied"),
+        "{out:?}"
+    );
+    assert_eq!(rig.conn.poll_transmit(), Transmit::Fin);
 }
 
 #[test]

@@ -22,6 +22,8 @@ mod reply;
 mod session;
 mod session_conn;
 #[cfg(test)]
+mod session_hostile_tests;
+#[cfg(test)]
 mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use framepipe_codec::session::{Hello, Pacing, SessionId, Welcome, PROTOCOL_VERSION};
+use framepipe_codec::session::{Hello, Pacing, ResumeSecret, SessionId, Welcome, PROTOCOL_VERSION};
 
 use super::OutFrame;
 use crate::backoff::Backoff;
@@ -14,11 +14,15 @@ use crate::Error;
 /// Default time a session keeps trying to reconnect before it gives up: 60 s (SPEC §10.1).
 pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a session producer is set up with. `SessionConfig::new(id)` gives SPEC §10's defaults.
+/// What a session producer is set up with. `SessionConfig::new(id, secret)` gives SPEC §10's
+/// defaults.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The session's identity, chosen at random for its life.
     pub session: SessionId,
+    /// The session's resume secret, chosen at random for its life and sent in every hello; never
+    /// shown (SPEC §10.4.5).
+    pub secret: ResumeSecret,
     /// Sequence number of its first frame (0 for a new session).
     pub first: u64,
     /// Most bytes of frames retained until acknowledged: the byte budget (SPEC §10.2).
@@ -34,12 +38,14 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Defaults for session `session`: a budget of `framepipe_flow::queue::DEFAULT_MAX_BYTES`
-    /// (512 KiB), the default pacing, 16 MiB frames, the
+    /// Defaults for session `session` with resume secret `secret` (both drawn at random by the
+    /// caller: the core has no random source): a budget of
+    /// `framepipe_flow::queue::DEFAULT_MAX_BYTES` (512 KiB), the default pacing, 16 MiB frames, the
     /// default backoff and [`DEFAULT_RECONNECT_TIMEOUT`].
-    pub fn new(session: SessionId) -> Self {
+    pub fn new(session: SessionId, secret: ResumeSecret) -> Self {
         SessionConfig {
             session,
+            secret,
             first: 0,
             budget: framepipe_flow::queue::DEFAULT_MAX_BYTES,
             pacing: default_pacing(),
@@ -173,6 +179,46 @@ impl ProducerSession {
             next: self.retention.first(),
             max_frame_length: self.config.max_frame_length,
             pacing: self.config.pacing,
+            secret: Some(self.config.secret),
+        }
+    }
+
+    /// One past the last frame written in full on any connection: no ack or welcome may name a
+    /// later frame (SPEC §10.2.5).
+    pub fn written(&self) -> u64 {
+        self.sent
+    }
+
+    /// `Err` if the consumer's `what` (an ack, a resume point, a goodbye) names a frame beyond
+    /// those written: nothing is released then (SPEC §10.2.5).
+    pub(crate) fn check_written(&self, what: &'static str, next: u64) -> Result<(), Error> {
+        if next > self.sent {
+            return Err(Error::NotWritten {
+                what,
+                next,
+                written: self.sent,
+            });
+        }
+        Ok(())
+    }
+
+    /// When the session gives up if no connection is welcomed before (`reconnect_timeout` after
+    /// it last had one, SPEC §10.1); `None` while a connection is welcomed. A connection still
+    /// waiting for its welcome then is lost, whatever the peer sends meanwhile (SPEC §10.6.5).
+    pub fn give_up_at(&self) -> Option<Instant> {
+        self.lost_at.map(|t| t + self.config.reconnect_timeout)
+    }
+
+    /// The error of a session that gave up at `now` ([`Error::ReconnectTimeout`]): what became of
+    /// every frame.
+    pub fn gave_up(&self, now: Instant) -> Error {
+        let lost_at = self.lost_at.unwrap_or(now);
+        Error::ReconnectTimeout {
+            after: now.saturating_duration_since(lost_at),
+            attempts: self.attempt,
+            delivered: self.delivered(),
+            unacked: self.unacked(),
+            never_sent: self.never_sent(),
         }
     }
 
@@ -187,6 +233,7 @@ impl ProducerSession {
                 ),
             });
         }
+        self.check_written("resume", welcome.next)?;
         self.retention.resume(welcome.next)?;
         let resent = self.sent.saturating_sub(welcome.next);
         if self.counts.connections > 0 {
@@ -223,13 +270,7 @@ impl ProducerSession {
         let lost_at = *self.lost_at.get_or_insert(now);
         let give_up = lost_at + self.config.reconnect_timeout;
         if now >= give_up {
-            return Err(Error::ReconnectTimeout {
-                after: now.saturating_duration_since(lost_at),
-                attempts: self.attempt,
-                delivered: self.delivered(),
-                unacked: self.unacked(),
-                never_sent: self.never_sent(),
-            });
+            return Err(self.gave_up(now));
         }
         let delay = self.config.backoff.delay(self.attempt, spread);
         self.attempt += 1;

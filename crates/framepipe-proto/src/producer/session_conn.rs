@@ -86,6 +86,8 @@ enum SessionTimer {
     Stall,
     /// The batch being gathered must become a frame.
     Linger,
+    /// No welcome by `reconnect_timeout` after the session last had one (SPEC §10.6.5).
+    GiveUp,
 }
 
 impl Timer for SessionTimer {
@@ -94,6 +96,7 @@ impl Timer for SessionTimer {
         SessionTimer::Heartbeat,
         SessionTimer::Stall,
         SessionTimer::Linger,
+        SessionTimer::GiveUp,
     ];
 
     fn index(self) -> usize {
@@ -129,7 +132,7 @@ pub struct SessionConn {
     reader: SessionFramer,
     rbuf: BytesMut,
     scratch: Box<[u8]>,
-    timers: TimerTable<SessionTimer, 4>,
+    timers: TimerTable<SessionTimer, 5>,
     last_heard: Instant,
     /// The highest ack received: frames below it are released once written.
     acked_ahead: u64,
@@ -148,6 +151,9 @@ impl SessionConn {
             .expect("a hello always encodes");
         let mut timers = TimerTable::default();
         timers.set(SessionTimer::Liveness, now + timing.liveness);
+        if let Some(at) = session.give_up_at() {
+            timers.set(SessionTimer::GiveUp, at);
+        }
         SessionConn {
             cursor: session.retention().first(),
             session,
@@ -397,6 +403,7 @@ impl SessionConn {
                     self.front_done = 0;
                     self.recount();
                     self.state = SessionState::Streaming;
+                    self.timers.stop(SessionTimer::GiveUp);
                     let live_until = self.last_heard + self.timing.liveness;
                     self.timers.set(SessionTimer::Liveness, live_until);
                     self.timers
@@ -435,15 +442,8 @@ impl SessionConn {
     /// had them from an earlier one). Those are still written — the consumer numbers frames by
     /// their order on the connection, so none may be skipped — and are released once written.
     fn ack(&mut self, next: u64) -> Result<(), Error> {
-        let accepted = self.session.retention().next();
-        if next > accepted {
-            return Err(Error::OutOfSequence {
-                what: "ack",
-                next,
-                first: self.session.retention().first(),
-                accepted,
-            });
-        }
+        // Never beyond what was written: a consumer cannot have handled more (SPEC §10.2.3).
+        self.session.check_written("ack", next)?;
         self.session.count_ack();
         self.acked_ahead = self.acked_ahead.max(next);
         self.release_written()
@@ -478,6 +478,7 @@ impl SessionConn {
                 ),
             });
         }
+        self.session.check_written("goodbye", next)?;
         self.session.count_ack();
         self.session.release(next)?;
         self.state = SessionState::Done;
@@ -539,6 +540,11 @@ impl SessionConn {
                     self.lost(Error::Stalled { waited }, true, true);
                 }
                 SessionTimer::Linger => self.events.push_back(SessionEvent::FlushBatch),
+                SessionTimer::GiveUp => {
+                    // Heartbeats without a welcome do not keep a session waiting for ever.
+                    let error = self.session.gave_up(now);
+                    self.lost(error, true, false);
+                }
             }
         }
     }

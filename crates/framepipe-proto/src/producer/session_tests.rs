@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use framepipe_codec::session::{Control, Pacing, SessionFramer, SessionId, Unit, Welcome};
+use framepipe_codec::session::{
+    Control, Pacing, ResumeSecret, SessionFramer, SessionId, Unit, Welcome,
+};
 use framepipe_codec::{Builder, Notice};
 
 use super::*;
@@ -12,7 +14,8 @@ use crate::{codes, Error};
 const ID: u128 = 0xfeed;
 
 fn session(t0: Instant) -> ProducerSession {
-    let mut config = SessionConfig::new(SessionId::from_u128(ID));
+    let mut config =
+        SessionConfig::new(SessionId::from_u128(ID), ResumeSecret::from_bytes([3; 16]));
     config.budget = 1_000;
     config.pacing = Pacing {
         ack_every: 4,
@@ -91,11 +94,15 @@ fn the_hello_goes_first_and_no_frame_before_the_welcome_then_frames_from_its_nex
         matches!(&units[..], [Unit::Control { control: Control::Hello(h), offset: 0 }] if h.next == 0),
         "{units:?}"
     );
-    // The consumer has handled frame 0 already (from an earlier connection): resume at 1.
+    reply(&mut conn, t0, welcome(0, 1_000));
+    assert_eq!(bodies(&drain(&mut conn, t0)), [0, 1, 2]);
+    // The connection is lost; the consumer had handled frame 0: the next resumes at 1.
+    let mut conn = SessionConn::new(conn.into_session(), SessionConnConfig::default(), t0);
+    drain(&mut conn, t0);
     reply(&mut conn, t0, welcome(1, 1_000));
     assert_eq!(bodies(&drain(&mut conn, t0)), [1, 2]);
     assert_eq!(conn.session().delivered(), 1);
-    assert_eq!(conn.session().counts().connections, 1);
+    assert_eq!(conn.session().counts().connections, 2);
 }
 
 /// A consumer whose table makes the hello wait sends heartbeats: they keep the connection alive

@@ -10,7 +10,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
-use framepipe_codec::session::SessionId;
+use framepipe_codec::session::{ResumeSecret, SessionId};
 use framepipe_flow::MemoryPool;
 use framepipe_proto::consumer::{
     ConsumerConfig, ConsumerConn, Event, ReadOp, SessionStart, Transmit,
@@ -95,7 +95,7 @@ pub(crate) fn run(plan: &Plan) -> Outcome {
     let t0 = Instant::now();
     let mut now = t0;
     let id = SessionId::from_u128(0x5e55_1011);
-    let mut config = SessionConfig::new(id);
+    let mut config = SessionConfig::new(id, ResumeSecret::from_bytes([9; 16]));
     config.budget = plan.budget;
     config.pacing.ack_every = plan.ack_every;
     config.reconnect_timeout = Duration::from_secs(3600);
