@@ -122,6 +122,26 @@ async fn unix_sockets_on_both_sides_with_probes() {
     std::fs::remove_file(&path).unwrap();
 }
 
+// SPEC §8.1.3, §10: a session over a Unix domain socket (`Builder::session_unix`): acknowledged
+// frame by frame like one over TCP, with the socket's queues probed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_a_unix_socket() {
+    let path = common::unix_path("session");
+    let consumer = Consumer::builder().bind_unix(&path).await.unwrap();
+    let (stats, pause, server) = serve(consumer);
+    let session = Producer::builder().session_unix(&path);
+    let producer_stats = session.stats();
+    let producer = tokio::spawn(session.send_json(events(1, COUNT)));
+    pause.held(1).await;
+    assert_probed(producer_stats.socket_queues(), 1);
+    pause.release();
+    let report = producer.await.unwrap().expect("the session completes");
+    assert_eq!(report.progress.delivered, COUNT);
+    assert_eq!(stats.snapshot().sessions, 1);
+    std::fs::remove_file(&path).unwrap();
+    drop(server);
+}
+
 // SPEC §8.1.3, §5.3.3: `Incoming` over `tokio::io::duplex` pipes and `Producer::builder().on(..)`:
 // the queues are reported unavailable on both sides while a pipe is open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

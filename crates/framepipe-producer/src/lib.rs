@@ -41,6 +41,7 @@
 
 mod builder;
 mod connection;
+mod connector;
 mod driver;
 mod encoder;
 mod error;
@@ -58,6 +59,7 @@ pub use builder::{
 };
 pub use bytes::Bytes;
 pub use connection::Connection;
+pub use connector::{connect_fn, Connect, Connecting, Link, TcpConnect, Transport, UnixConnect};
 pub use encoder::{Batching, DEFAULT_BATCH_BYTES, DEFAULT_LINGER, ENCODE_CHUNK};
 pub use error::Error;
 pub use framepipe_flow::{PeerAddr, Shared, DEFAULT_SAMPLE_INTERVAL};

@@ -13,6 +13,7 @@ use futures::Stream;
 use serde::Serialize;
 
 use crate::builder::Builder;
+use crate::connector::{Connect, TcpConnect, UnixConnect};
 use crate::queue::{Grant, SendQueue};
 use crate::sender::{spawn_driver, LastHandle};
 use crate::session_driver::SessionDriver;
@@ -37,7 +38,7 @@ use crate::{RawSender, Sender};
 /// ```
 #[derive(Debug)]
 pub struct Session {
-    addr: String,
+    connect: Arc<dyn Connect>,
     builder: Builder,
     config: SessionConfig,
     conn: SessionConnConfig,
@@ -53,6 +54,21 @@ impl Builder {
     /// Memory: the queue's budget ([`Builder::budget`]) and as much again for the frames retained
     /// until acknowledged (the session's budget, [`Session::budget`]).
     pub fn session(self, addr: impl Into<String>) -> Session {
+        let connect = TcpConnect::new(addr, self.socket);
+        self.session_with(connect)
+    }
+
+    /// A session to the consumer at the Unix domain socket `path` (SPEC §5.2, §10), as
+    /// [`session`](Self::session) is over TCP.
+    pub fn session_unix(self, path: impl Into<std::path::PathBuf>) -> Session {
+        let connect = UnixConnect::new(path, self.socket);
+        self.session_with(connect)
+    }
+
+    /// A session over any transport: `connect` opens each of its connections, the first and one
+    /// after each that is lost (an in-memory pipe in tests, a TLS stream, …; see
+    /// [`connect_fn`](crate::connect_fn)). Otherwise as [`session`](Self::session).
+    pub fn session_with(self, connect: impl Connect) -> Session {
         let sockets = SocketSet::new();
         // Both from the thread's CSPRNG (ChaCha, seeded by the operating system): the secret is
         // what keeps the session the producer's own (SPEC §10.4.5).
@@ -63,7 +79,7 @@ impl Builder {
         config.budget = self.queue.get_max_bytes();
         config.max_frame_length = self.max_frame_length;
         Session {
-            addr: addr.into(),
+            connect: Arc::new(connect),
             config,
             conn: SessionConnConfig {
                 write_batch_bytes: self.write_batch_bytes,
@@ -202,8 +218,7 @@ impl Session {
             .spawn_sampler(self.builder.sample_interval);
         let now = tokio::time::Instant::now().into_std();
         let driver = SessionDriver::new(
-            self.addr,
-            self.builder.socket,
+            self.connect,
             self.conn,
             queue.clone(),
             self.stats.clone(),

@@ -3,29 +3,25 @@
 //! is complete or gives up.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use framepipe_flow::socket::{self, SocketOptions};
-use framepipe_flow::{Sampler, Shared, SocketProbe, SocketSet};
+use framepipe_flow::{Sampler, SocketProbe, SocketSet, Unprobed};
 use framepipe_proto::producer::{
     IoVecs, OutFrame, ProducerSession, SessionConn, SessionConnConfig, SessionEvent, WriteOp,
 };
 use rand::{rngs::SmallRng, RngExt, SeedableRng};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::connector::{Connect, Connecting, Link, Transport};
 use crate::queue::{FrameSink, SendQueue};
 use crate::session::SessionReport;
 use crate::stats::Stats;
 use crate::Error;
-
-type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
 /// Where the driver is.
 enum Phase {
@@ -39,15 +35,30 @@ enum Phase {
 
 /// A connection and its session core.
 struct Running {
-    io: Shared<TcpStream>,
+    io: Box<dyn Transport>,
+    /// The socket under the transport, if it can be probed (and reset).
+    probe: Option<Arc<dyn SocketProbe>>,
+    /// Counts the connection as unprobed while it lives, when there is no probe.
+    _unprobed: Option<Unprobed>,
     conn: SessionConn,
+}
+
+impl Running {
+    /// Makes the coming close a reset, where the transport can (SPEC §10.6).
+    fn reset_on_close(&self) {
+        if let Some(probe) = &self.probe {
+            let _ = probe.reset_on_close();
+        }
+    }
 }
 
 /// Drives a session to its end. A future: it returns the session's report, or the error that
 /// ended it.
 pub(crate) struct SessionDriver {
+    /// Opens each connection.
+    connect: Arc<dyn Connect>,
+    /// How logs and errors name the consumer.
     pub(crate) addr: String,
-    pub(crate) socket: SocketOptions,
     pub(crate) conn_config: SessionConnConfig,
     pub(crate) queue: Arc<SendQueue>,
     pub(crate) stats: Stats,
@@ -96,8 +107,7 @@ impl FrameSink for Retaining<'_> {
 impl SessionDriver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        addr: String,
-        socket: SocketOptions,
+        connect: Arc<dyn Connect>,
         conn_config: SessionConnConfig,
         queue: Arc<SendQueue>,
         stats: Stats,
@@ -105,10 +115,10 @@ impl SessionDriver {
         session: ProducerSession,
         sampler: Sampler,
     ) -> Self {
-        let connecting = Self::connect(&addr, socket);
+        let connecting = connect.connect();
         SessionDriver {
-            addr,
-            socket,
+            addr: connect.target(),
+            connect,
             conn_config,
             queue,
             stats,
@@ -126,11 +136,6 @@ impl SessionDriver {
             closing_since: None,
             _sampler: sampler,
         }
-    }
-
-    fn connect(addr: &str, socket: SocketOptions) -> Connecting {
-        let addr = addr.to_string();
-        Box::pin(async move { socket::connect(addr.as_str(), &socket).await })
     }
 
     /// The session, wherever it is now.
@@ -179,16 +184,26 @@ impl SessionDriver {
     }
 
     /// A connection was made: its session core starts with a hello.
-    fn connected(&mut self, stream: TcpStream) {
-        let io = Shared::new(stream);
-        let probe: Arc<dyn SocketProbe> = io.get_ref().clone();
-        self.sockets.register(probe);
+    fn connected(&mut self, link: Link) {
+        let Link { io, probe, .. } = link;
+        let unprobed = match &probe {
+            Some(probe) => {
+                self.sockets.register(probe.clone());
+                None
+            }
+            None => Some(self.sockets.register_unprobed()),
+        };
         let session = self.session.take().expect("held while connecting");
         let mut conn = SessionConn::new(session, self.conn_config, now());
         if self.finished {
             conn.finish(now());
         }
-        self.phase = Phase::Running(Box::new(Running { io, conn }));
+        self.phase = Phase::Running(Box::new(Running {
+            io,
+            probe,
+            _unprobed: unprobed,
+            conn,
+        }));
     }
 
     /// One pass over a running connection; `true` if anything moved.
@@ -196,7 +211,7 @@ impl SessionDriver {
         let Phase::Running(running) = &mut self.phase else {
             return false;
         };
-        let Running { io, conn } = &mut **running;
+        let Running { io, conn, .. } = &mut **running;
         let now = now();
         let mut progress = false;
         if !self.finished {
@@ -320,10 +335,10 @@ impl SessionDriver {
                 else {
                     unreachable!()
                 };
-                let Running { io, conn } = *running;
                 if reset {
-                    let _ = io.get_ref().reset_on_close();
+                    running.reset_on_close();
                 }
+                let Running { io, conn, .. } = *running;
                 self.bytes_before += conn.bytes_written();
                 self.session = Some(conn.into_session());
                 drop(io);
@@ -346,8 +361,8 @@ impl SessionDriver {
         sleep.as_mut().poll(cx).is_ready().then(|| {
             let after = now().saturating_duration_since(self.closing_since.unwrap_or_else(now));
             if let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Over) {
-                let Running { io, conn } = *running;
-                let _ = io.get_ref().reset_on_close(); // what it holds is abandoned
+                running.reset_on_close(); // what it holds is abandoned
+                let conn = running.conn;
                 self.bytes_before += conn.bytes_written();
                 self.session = Some(conn.into_session());
             }
@@ -377,11 +392,11 @@ impl Future for SessionDriver {
                     if this.sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    this.phase = Phase::Connecting(Self::connect(&this.addr, this.socket));
+                    this.phase = Phase::Connecting(this.connect.connect());
                 }
                 Phase::Connecting(fut) => match fut.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(stream)) => this.connected(stream),
+                    Poll::Ready(Ok(link)) => this.connected(link),
                     Poll::Ready(Err(e)) => {
                         let error = format!("cannot connect to {}: {e}", this.addr);
                         if let Some(end) = this.lost(error) {

@@ -4,9 +4,13 @@
 //! A core owns no socket, spawns no task and reads no clock. Bytes and time go in
 //! (`handle_read(now, n)`, `handle_reply(now, n)`, `handle_timeout(now)`); out come bytes to write
 //! (`poll_transmit`), the next deadline (`poll_timeout`) and events (`poll_event`). Every deadline a
-//! connection has lives in one [`TimerTable`]. A small async driver per side (in the
-//! `framepipe-consumer` and `framepipe-producer` crates) is the only code that touches a transport,
-//! and any `AsyncRead + AsyncWrite` will do; tests drive the cores directly with made-up instants.
+//! connection has lives in its core's one [`TimerTable`] (a session's `reconnect_timeout` too, while
+//! a connection waits for its welcome). Two waits are not a connection's and live in the session
+//! producer's driver: the backoff between a lost connection and the next attempt (when there is no
+//! connection, so no core), and the application's close deadline (`Sender::close_within`), which
+//! spans connections. A small async driver per side (in the `framepipe-consumer` and
+//! `framepipe-producer` crates) is the only code that touches a transport, and any
+//! `AsyncRead + AsyncWrite` will do; tests drive the cores directly with made-up instants.
 //!
 //! - [`consumer::ConsumerConn`]: framing, the memory limit, the idle and frame deadlines, notices,
 //!   graceful shutdown and the close sequence of one accepted connection (SPEC §8.3).
