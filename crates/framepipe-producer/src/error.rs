@@ -274,7 +274,8 @@ impl Error {
     /// unreachable, went away, stalled, is shutting down, had too many connections or timed this
     /// one out, or the queue was momentarily full. `false` for what would fail the same way again:
     /// a payload that cannot be encoded, a frame the consumer refuses, a peer that is not a
-    /// framepipe consumer, a closed sender.
+    /// framepipe consumer, a closed sender. A notice's code decides by the one rule of
+    /// `framepipe_proto::codes::retry` (SPEC §6.3.5), which sessions resume by too.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Connect { .. }
@@ -283,19 +284,18 @@ impl Error {
             | Error::Deadline { .. }
             | Error::Full { .. }
             | Error::Io { .. } => true,
-            Error::Rejected { notice, .. } => matches!(
-                notice.error.as_str(),
-                codes::SHUTTING_DOWN
-                    | codes::CONNECTION_LIMIT
-                    | codes::HANDLER_FAILED
-                    | "idle_timeout"
-                    | "frame_timeout"
-            ),
+            // The one rule for notices (SPEC §6.3.5), shared with the session's resume.
+            Error::Rejected { notice, .. } => codes::retry(&notice.error) != codes::Retry::Never,
             Error::Encode { .. } | Error::UnexpectedReply { .. } | Error::Closed(_) => false,
-            // A session that gave up reconnecting may get through later; the rest would not.
-            Error::Session { source, .. } => {
-                matches!(source, framepipe_proto::Error::ReconnectTimeout { .. })
-            }
+            // A session that gave up reconnecting may get through later, and so may one whose
+            // consumer's application refused a frame (`Retry::Later`); the rest would not.
+            Error::Session { source, .. } => match source {
+                framepipe_proto::Error::ReconnectTimeout { .. } => true,
+                framepipe_proto::Error::Rejected(notice) => {
+                    codes::retry(&notice.error) != codes::Retry::Never
+                }
+                _ => false,
+            },
         }
     }
 

@@ -28,3 +28,61 @@ pub const SESSION_DENIED: &str = "session_denied";
 /// (SPEC §10.8.1): this connection is closed. Not worth retrying: a producer that still uses this
 /// connection has a second party resuming its session.
 pub const SUPERSEDED: &str = "superseded";
+
+/// What a producer may do after a notice, by its code (SPEC §6.3.5): the one rule, for plain
+/// connections and sessions alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The consumer is going away, busy, or gave up on this connection: a new connection may work
+    /// at once. A session resumes on one (SPEC §10.6.4); a plain producer's error is retryable.
+    Resume,
+    /// The consumer's application refused a frame (`handler_failed`): sending it again later may
+    /// work (its storage may come back), but not at once. A session fails rather than loop; the
+    /// error is retryable, for the application to decide.
+    Later,
+    /// It would fail the same way again: a frame the consumer refuses, a session that is not the
+    /// sender's, a protocol violation, or a code this version does not know.
+    Never,
+}
+
+/// The [`Retry`] of a notice code.
+pub fn retry(code: &str) -> Retry {
+    match code {
+        SHUTTING_DOWN | CONNECTION_LIMIT | SESSION_LIMIT | SESSION_STORE | "idle_timeout"
+        | "frame_timeout" | "unresponsive" => Retry::Resume,
+        HANDLER_FAILED => Retry::Later,
+        _ => Retry::Never,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_has_one_retry_rule() {
+        for code in [
+            SHUTTING_DOWN,
+            CONNECTION_LIMIT,
+            SESSION_LIMIT,
+            SESSION_STORE,
+            "idle_timeout",
+            "frame_timeout",
+            "unresponsive",
+        ] {
+            assert_eq!(retry(code), Retry::Resume, "{code}");
+        }
+        assert_eq!(retry(HANDLER_FAILED), Retry::Later);
+        for code in [
+            SESSION_DENIED,
+            SUPERSEDED,
+            "session_mismatch",
+            "out_of_sequence",
+            "frame_too_large",
+            "bad_control",
+            "a_code_from_a_newer_consumer",
+        ] {
+            assert_eq!(retry(code), Retry::Never, "{code}");
+        }
+    }
+}

@@ -37,5 +37,5 @@ pub use out_frame::{IoVecs, OutFrame, MAX_IOV};
 pub use reply::{PREVIEW_BYTES, REPLY_BUFFER};
 pub use session::{ProducerSession, SessionConfig, SessionCounts, DEFAULT_RECONNECT_TIMEOUT};
 pub use session_conn::{
-    retryable, SessionConn, SessionConnConfig, SessionEvent, SessionState, SESSION_READ_CHUNK,
+    SessionConn, SessionConnConfig, SessionEvent, SessionState, SESSION_READ_CHUNK,
 };

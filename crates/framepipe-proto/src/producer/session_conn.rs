@@ -378,7 +378,7 @@ impl SessionConn {
         match Notice::read(&self.rbuf) {
             NoticeRead::Incomplete => {}
             NoticeRead::Notice(notice) => {
-                let retry = retryable(&notice.error);
+                let retry = codes::retry(&notice.error) == codes::Retry::Resume;
                 self.lost(Error::Rejected(notice), false, retry);
             }
             NoticeRead::NotNotice => {
@@ -422,7 +422,7 @@ impl SessionConn {
                 SessionState::Greeting | SessionState::Streaming | SessionState::Ending,
             ) => Ok(()),
             (Control::Notice(notice), _) => {
-                let retry = retryable(&notice.error);
+                let retry = codes::retry(&notice.error) == codes::Retry::Resume;
                 return self.lost(Error::Rejected(notice), false, retry);
             }
             (control, state) => Err(Error::Frame(framepipe_codec::Error::BadControl {
@@ -566,19 +566,4 @@ impl SessionConn {
             retry,
         });
     }
-}
-
-/// Notices after which the session tries again on a new connection (SPEC §10.6): the consumer is
-/// going away or full, or gave up on a silent connection. Others (a handler that failed, a frame
-/// refused) would fail the same way again.
-pub fn retryable(code: &str) -> bool {
-    matches!(
-        code,
-        codes::SHUTTING_DOWN
-            | codes::CONNECTION_LIMIT
-            | codes::SESSION_LIMIT
-            | codes::SESSION_STORE
-            | "idle_timeout"
-            | "unresponsive"
-    )
 }

@@ -3,12 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use framepipe_codec::session::{
-    Control, Pacing, ResumeSecret, SessionFramer, SessionId, Unit, Welcome,
-};
-use framepipe_codec::Builder;
+use framepipe_codec::session::{Control, Pacing, ResumeSecret, SessionId, Unit, Welcome};
 
+use super::session_tests::{drain, frame, reply};
 use super::*;
 use crate::Error;
 
@@ -20,39 +17,6 @@ fn session(t0: Instant, reconnect_timeout: Duration) -> ProducerSession {
     config.budget = 1_000;
     config.reconnect_timeout = reconnect_timeout;
     ProducerSession::new(config, t0)
-}
-
-fn frame(n: u8) -> OutFrame {
-    OutFrame::with_header([0, 0, 0, 1], Bytes::from(vec![n]))
-}
-
-/// Writes everything the core gathers and decodes it.
-fn drain(conn: &mut SessionConn, now: Instant) -> Vec<Unit> {
-    let mut wire = BytesMut::new();
-    loop {
-        let mut iov = IoVecs::new();
-        if conn.poll_transmit(&mut iov) != WriteOp::Write {
-            break;
-        }
-        for s in iov.as_slices() {
-            wire.extend_from_slice(s);
-        }
-        let n = iov.total();
-        conn.handle_written(now, n);
-    }
-    let mut framer = SessionFramer::new(Builder::new());
-    let mut units = Vec::new();
-    while let Some(unit) = framer.next_unit(&mut wire).expect("well formed") {
-        units.push(unit);
-    }
-    units
-}
-
-fn reply(conn: &mut SessionConn, now: Instant, control: Control) {
-    let wire = control.to_frame().expect("encodes");
-    let buf = conn.read_buf().expect("reading");
-    buf[..wire.len()].copy_from_slice(&wire);
-    conn.handle_read(now, wire.len());
 }
 
 fn welcome(next: u64) -> Control {

@@ -25,12 +25,12 @@ fn session(t0: Instant) -> ProducerSession {
     ProducerSession::new(config, t0)
 }
 
-fn frame(n: u8) -> OutFrame {
+pub(super) fn frame(n: u8) -> OutFrame {
     OutFrame::with_header([0, 0, 0, 1], Bytes::from(vec![n]))
 }
 
 /// Writes everything the core gathers, and decodes it.
-fn drain(conn: &mut SessionConn, now: Instant) -> Vec<Unit> {
+pub(super) fn drain(conn: &mut SessionConn, now: Instant) -> Vec<Unit> {
     let mut wire = BytesMut::new();
     loop {
         let mut iov = IoVecs::new();
@@ -51,7 +51,7 @@ fn drain(conn: &mut SessionConn, now: Instant) -> Vec<Unit> {
     units
 }
 
-fn reply(conn: &mut SessionConn, now: Instant, control: Control) {
+pub(super) fn reply(conn: &mut SessionConn, now: Instant, control: Control) {
     let wire = control.to_frame().expect("encodes");
     let buf = conn.read_buf().expect("reading");
     buf[..wire.len()].copy_from_slice(&wire);
@@ -211,7 +211,12 @@ fn acks_release_budget_and_the_goodbye_exchange_completes_the_session() {
 
 #[test]
 fn a_shutting_down_notice_is_worth_a_retry_and_a_handler_failure_is_not() {
-    for (code, retry) in [(codes::SHUTTING_DOWN, true), (codes::HANDLER_FAILED, false)] {
+    for (code, retry) in [
+        (codes::SHUTTING_DOWN, true),
+        ("frame_timeout", true),
+        (codes::HANDLER_FAILED, false),
+        (codes::SESSION_DENIED, false),
+    ] {
         let t0 = Instant::now();
         let mut conn = SessionConn::new(session(t0), SessionConnConfig::default(), t0);
         drain(&mut conn, t0);
