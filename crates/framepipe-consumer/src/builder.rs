@@ -343,6 +343,32 @@ impl Builder {
         Consumer::new(listener, self)
     }
 
+    /// Starts listening on TCP `addr` for producers over TLS (SPEC §12): each connection's
+    /// handshake, within the `TlsServer`'s deadline, before it is accepted; a producer without TLS
+    /// is told so with a `tls_required` notice. Otherwise as [`bind`](Self::bind).
+    ///
+    /// Memory: rustls's buffers besides the consumer's (SPEC §5.4): up to 16 KiB of plaintext and
+    /// one TLS record per direction and connection, handshakes in progress included.
+    #[cfg(feature = "tls")]
+    pub async fn bind_tls<A>(
+        self,
+        addr: A,
+        tls: crate::tls::TlsServer,
+    ) -> Result<Consumer<crate::tls::TlsListener>, Error>
+    where
+        A: ToSocketAddrs + fmt::Display,
+    {
+        self.check()?;
+        let shown = addr.to_string();
+        let listener = socket::bind(addr, &self.socket)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: shown,
+                source,
+            })?;
+        Consumer::new(tls.listener(listener), self)
+    }
+
     /// Starts listening on the Unix domain socket at `path` (SPEC §5.2). A file already at `path`
     /// is an error: remove a stale socket file yourself if that is what it is.
     pub async fn bind_unix(self, path: impl AsRef<Path>) -> Result<Consumer<UnixListener>, Error> {

@@ -65,6 +65,14 @@ impl Consumer<TcpListener> {
     }
 }
 
+#[cfg(feature = "tls")]
+impl Consumer<crate::tls::TlsListener> {
+    /// The TCP address it listens on for TLS (useful after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.tcp_addr()
+    }
+}
+
 impl<L: Listener> Consumer<L> {
     /// Fails only if the decode workers cannot be started.
     pub(crate) fn new(listener: L, config: Builder) -> Result<Self, Error> {

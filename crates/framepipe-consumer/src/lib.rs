@@ -55,6 +55,8 @@ mod sessions;
 mod shutdown;
 mod slow;
 mod stats;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use builder::{
     Builder, DEFAULT_DRAIN_TIMEOUT, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

@@ -44,6 +44,8 @@ mod snapshot;
 pub mod socket;
 mod socket_probe;
 mod sockets;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use gauge::{StageGauge, StageSnapshot};
 pub use peer::PeerAddr;

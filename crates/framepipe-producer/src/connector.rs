@@ -64,7 +64,10 @@ impl fmt::Debug for Link {
 pub type Connecting = Pin<Box<dyn Future<Output = io::Result<Link>> + Send>>;
 
 /// Opens a session's connections: called for the first connection and again after each one is
-/// lost, following the backoff (SPEC §10.1). A failure counts as a failed attempt.
+/// lost, following the backoff (SPEC §10.1). A failure counts as a failed attempt, except one of
+/// kind [`io::ErrorKind::InvalidData`]: the peer answered in another protocol or could not be
+/// trusted (a consumer without TLS, a certificate that does not verify), which ends the session at
+/// once, since every attempt would fail the same way.
 ///
 /// Implemented for TCP ([`TcpConnect`], what [`Builder::session`](crate::Builder::session) uses),
 /// Unix domain sockets ([`UnixConnect`]) and any closure returning a future of a [`Link`]

@@ -53,6 +53,8 @@ mod sender;
 mod session;
 mod session_driver;
 mod stats;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use builder::{
     Builder, Producer, DEFAULT_CLOSE_TIMEOUT, DEFAULT_STALL_TIMEOUT, DEFAULT_WRITE_BATCH_BYTES,

@@ -397,6 +397,12 @@ impl Future for SessionDriver {
                 Phase::Connecting(fut) => match fut.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(link)) => this.connected(link),
+                    Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        // The peer is not what this side speaks to (not TLS, a certificate that
+                        // does not verify): another attempt would fail the same way.
+                        let error = framepipe_proto::Error::Io(e);
+                        return Poll::Ready(Err(this.fail(error)));
+                    }
                     Poll::Ready(Err(e)) => {
                         let error = format!("cannot connect to {}: {e}", this.addr);
                         if let Some(end) = this.lost(error) {

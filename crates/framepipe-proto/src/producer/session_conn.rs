@@ -389,9 +389,13 @@ impl SessionConn {
         }
     }
 
-    /// Reading failed (usually a reset): the connection is lost.
+    /// Reading failed (usually a reset): the connection is lost. An error of kind `InvalidData` (a
+    /// TLS transport's: the consumer refused this producer's certificate with an alert, or sent
+    /// something that is not TLS) would come back on every connection, so the session fails with
+    /// it; any other is resumed (SPEC §12.3).
     pub fn handle_read_error(&mut self, _now: Instant, err: io::Error) {
-        self.lost(from_io(err), false, true);
+        let retry = err.kind() != io::ErrorKind::InvalidData;
+        self.lost(from_io(err), false, retry);
     }
 
     fn on_control(&mut self, now: Instant, control: Control, offset: u64) {
