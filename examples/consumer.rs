@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use framepipe::consumer::{
-    Consumer, Delivery, Json, Mode, OnHandlerError, Raw, Report, Shutdown, SlowDown, Stats,
-    Validate,
+    Consumer, Delivery, Json, Listener, Mode, OnHandlerError, Raw, Report, Shutdown, SlowDown,
+    Stats, Validate,
 };
 use framepipe::reference::Record;
 use support::observe;
@@ -140,6 +140,9 @@ struct Args {
 
     #[command(flatten)]
     observe: support::Observe,
+
+    #[command(flatten)]
+    tls: support::tls::ServerTls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,7 +187,14 @@ async fn main() -> ExitCode {
         .jitter(Duration::from_millis(args.jitter_ms))
         .frames_per_sec(args.rate.unwrap_or(0.0))
         .stall(Duration::from_millis(args.stall_ms), args.stall_every);
-    let consumer = match Consumer::builder()
+    let tls = match args.tls.server() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("consumer: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = Consumer::builder()
         .budget(args.budget)
         .max_frame_length(max_frame_length)
         .memory_limit(args.memory_limit)
@@ -198,20 +208,44 @@ async fn main() -> ExitCode {
         .shutdown_timeout(args.shutdown_timeout)
         .slow_down(slow)
         .max_connections(args.connections)
-        .decode_workers(usize::from(args.decode_workers))
-        .bind(&args.listen)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("consumer: error: {e}");
-            return ExitCode::from(2);
+        .decode_workers(usize::from(args.decode_workers));
+    match tls {
+        None => match settings.bind(&args.listen).await {
+            Ok(c) => run(c, args, signals, bar, endpoint, slow).await,
+            Err(e) => cannot_listen(&e),
+        },
+        Some(tls) => {
+            let with = match args.tls.tls_client_ca {
+                Some(_) => "mutual TLS",
+                None => "TLS",
+            };
+            tracing::info!("consumer: serving {with}");
+            match settings.bind_tls(&args.listen, tls).await {
+                Ok(c) => run(c, args, signals, bar, endpoint, slow).await,
+                Err(e) => cannot_listen(&e),
+            }
         }
-    };
+    }
+}
+
+fn cannot_listen(e: &framepipe::consumer::Error) -> ExitCode {
+    eprintln!("consumer: error: {e}");
+    ExitCode::from(2)
+}
+
+/// Serves with `consumer` until it stops, and prints the summary.
+async fn run<L: Listener>(
+    consumer: Consumer<L>,
+    args: Args,
+    signals: Signals,
+    bar: Option<indicatif::ProgressBar>,
+    endpoint: Option<observe::Endpoint>,
+    slow: SlowDown,
+) -> ExitCode {
     tracing::info!(
         "consumer: listening on {} ({:?} mode, {} decode worker(s), budget {}, memory limit {}, {:?})",
         consumer
-            .local_addr()
+            .listen_addr()
             .map_or(args.listen.clone(), |a| a.to_string()),
         args.mode,
         args.decode_workers,
@@ -403,8 +437,8 @@ async fn on_signals(mut signals: Signals, shutdown: Shutdown, interrupted: Arc<A
 
 /// Serves until the configured number of connections have ended, or the shutdown completes.
 /// With `fail_every` K > 0 the handler fails on every K-th frame of a connection.
-async fn serve<M: Mode>(
-    consumer: Consumer,
+async fn serve<L: Listener, M: Mode>(
+    consumer: Consumer<L>,
     mode: M,
     fail_every: u64,
     each: impl Fn(M::Item) + Send + Sync + 'static,

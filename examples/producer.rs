@@ -123,6 +123,9 @@ struct Args {
 
     #[command(flatten)]
     observe: support::Observe,
+
+    #[command(flatten)]
+    tls: support::tls::ClientTls,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -198,22 +201,63 @@ async fn run_plain(
     let settings = Producer::builder()
         .budget(args.budget)
         .stall_timeout(args.stall_timeout.0);
-    let conn = tokio::select! {
-        conn = settings.connect(&args.connect) => match conn {
-            Ok(conn) => conn,
-            Err(e) => return fail(&e),
-        },
-        name = signals.recv() => {
-            eprintln!("producer: {name} while connecting: nothing was sent");
-            return ExitCode::from(EXIT_INTERRUPTED);
+    let tls = match args.tls.client() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("producer: error: {e}");
+            return ExitCode::from(2);
         }
     };
+    match tls {
+        None => {
+            let conn = tokio::select! {
+                conn = settings.connect(&args.connect) => conn,
+                name = signals.recv() => return interrupted_connecting(name),
+            };
+            match conn {
+                Ok(conn) => {
+                    let buffers = format!("socket buffers {:?}", conn.buffer_sizes().ok());
+                    send_plain(args, signals, bar, raw, what, conn, &buffers).await
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Some(tls) => {
+            let conn = tokio::select! {
+                conn = settings.connect_tls(&args.connect, tls) => conn,
+                name = signals.recv() => return interrupted_connecting(name),
+            };
+            match conn {
+                Ok(conn) => send_plain(args, signals, bar, raw, what, conn, "over TLS").await,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn interrupted_connecting(name: &str) -> ExitCode {
+    eprintln!("producer: {name} while connecting: nothing was sent");
+    ExitCode::from(EXIT_INTERRUPTED)
+}
+
+/// `--plain` once connected: sends, closes, and prints the summary.
+async fn send_plain<T>(
+    args: &Args,
+    mut signals: Signals,
+    bar: Option<indicatif::ProgressBar>,
+    raw: Option<RawSource>,
+    what: &str,
+    conn: framepipe::producer::Connection<T>,
+    link: &str,
+) -> ExitCode
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let stats = conn.stats();
     tracing::info!(
-        "producer: connected to {}; sending {what}; budget {}; socket buffers {:?}",
+        "producer: connected to {}; sending {what}; budget {}; {link}",
         args.connect,
         support::mib(args.budget as u64),
-        conn.buffer_sizes().ok()
     );
     let reporter = tokio::spawn(report_loop(stats.clone(), args.stats_interval, bar.clone()));
     let plot = match start_plot(args, &stats) {
@@ -366,10 +410,16 @@ async fn run_session(
     raw: Option<RawSource>,
     what: &str,
 ) -> ExitCode {
-    let mut session = Producer::builder()
-        .budget(args.budget)
-        .session(args.connect.clone())
-        .reconnect_timeout(args.reconnect_timeout);
+    let settings = Producer::builder().budget(args.budget);
+    let session = match args.tls.client() {
+        Ok(None) => settings.session(args.connect.clone()),
+        Ok(Some(tls)) => settings.session_tls(args.connect.clone(), tls),
+        Err(e) => {
+            eprintln!("producer: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut session = session.reconnect_timeout(args.reconnect_timeout);
     if let Some(n) = args.ack_every {
         session = session.pacing(Pacing {
             ack_every: n,

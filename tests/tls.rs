@@ -281,3 +281,120 @@ async fn a_foreign_tls_peer_speaking_the_plain_format_both_ways() {
     assert_eq!(counted.trim(), "200");
     let _ = child.wait();
 }
+
+/// A measurement, not a check (BENCHMARKS.md, issue 22): the time from `connect_tls` to a connected
+/// TLS stream (TCP connect and TLS 1.3 handshake on loopback), in one process, the median and the
+/// slowest of 50 after the first, and the first alone (which also seeds aws-lc's random generator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test tls -- --ignored --nocapture"]
+async fn handshake_time() {
+    let pki = Pki::new("timing");
+    let consumer = Consumer::builder()
+        .bind_tls("127.0.0.1:0", server(&pki, Some(ClientAuth::Required)))
+        .await
+        .unwrap();
+    let addr = consumer.local_addr().unwrap().to_string();
+    let (_seen, _served) = record(consumer);
+    let tls = client(&pki, Some("producer"));
+    let mut times = Vec::new();
+    for _ in 0..51 {
+        let t = Instant::now();
+        let conn = Producer::builder()
+            .connect_tls(&addr, tls.clone())
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+        let sent = conn.send_raw(futures::stream::iter([stamped(0)])).await;
+        assert!(sent.unwrap().confirmed);
+    }
+    let first = times.remove(0);
+    times.sort();
+    eprintln!(
+        "mutual TLS connect + handshake: first {first:?}; then median {:?}, slowest {:?} of {}",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+}
+
+/// An example binary (`cargo test` builds them beside the tests; a test run alone builds it here).
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --example {name}");
+    }
+    path
+}
+
+/// The binaries' flags (README, "Between hosts"): a mutual-TLS consumer and producer, then a
+/// producer without TLS at the same port, which exits 3 saying `tls_required`.
+#[test]
+fn the_binaries_speak_mutual_tls_and_refuse_plaintext() {
+    use std::process::{Command, Stdio};
+    let pki = Pki::new("binaries");
+    let p = |name: &str| pki.path(name).display().to_string();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let consumer = Command::new(example("consumer"))
+        .args(["--listen", &addr, "--connections", "1", "--summary-json"])
+        .args([
+            "--tls-cert",
+            &p("consumer.pem"),
+            "--tls-key",
+            &p("consumer.key"),
+        ])
+        .args(["--tls-client-ca", &p("ca.pem")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let producer = |tls: &[&str]| {
+        let started = Instant::now();
+        loop {
+            let out = Command::new(example("producer"))
+                .args([
+                    "--connect",
+                    &addr,
+                    "--frames",
+                    "50",
+                    "--reconnect-timeout",
+                    "2s",
+                ])
+                .args(tls)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            let refused_tcp = text.contains("cannot connect") && text.contains("refused");
+            if out.status.success() || !refused_tcp || started.elapsed() > Duration::from_secs(20) {
+                return (out.status.code(), text);
+            }
+            std::thread::sleep(Duration::from_millis(100)); // the consumer is not listening yet
+        }
+    };
+    // Without TLS first: refused by a notice, and not counted as the one connection.
+    let (code, text) = producer(&[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("tls_required"), "{text}");
+    let (ca, cert, key) = (p("ca.pem"), p("producer.pem"), p("producer.key"));
+    let (code, text) = producer(&["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("50 delivered (acknowledged)"), "{text}");
+    let out = consumer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["frames"], 50, "{summary}");
+}

@@ -15,6 +15,7 @@ pub mod plot;
 mod signals;
 pub mod stamp;
 mod summary;
+pub mod tls;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;

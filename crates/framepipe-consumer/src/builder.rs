@@ -333,14 +333,22 @@ impl Builder {
         A: ToSocketAddrs + fmt::Display,
     {
         self.check()?;
+        let listener = self.bind_tcp(addr).await?;
+        Consumer::new(listener, self)
+    }
+
+    /// A TCP listener on `addr` with the socket options.
+    async fn bind_tcp<A>(&self, addr: A) -> Result<TcpListener, Error>
+    where
+        A: ToSocketAddrs + fmt::Display,
+    {
         let shown = addr.to_string();
-        let listener = socket::bind(addr, &self.socket)
+        socket::bind(addr, &self.socket)
             .await
             .map_err(|source| Error::Bind {
                 addr: shown,
                 source,
-            })?;
-        Consumer::new(listener, self)
+            })
     }
 
     /// Starts listening on TCP `addr` for producers over TLS (SPEC §12): each connection's
@@ -359,13 +367,7 @@ impl Builder {
         A: ToSocketAddrs + fmt::Display,
     {
         self.check()?;
-        let shown = addr.to_string();
-        let listener = socket::bind(addr, &self.socket)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: shown,
-                source,
-            })?;
+        let listener = self.bind_tcp(addr).await?;
         Consumer::new(tls.listener(listener), self)
     }
 

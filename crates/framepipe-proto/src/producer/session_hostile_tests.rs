@@ -19,6 +19,7 @@ fn session(t0: Instant, reconnect_timeout: Duration) -> ProducerSession {
     ProducerSession::new(config, t0)
 }
 
+/// A welcome for this file's session (the other tests' is for theirs).
 fn welcome(next: u64) -> Control {
     Control::Welcome(Welcome {
         version: 1,
