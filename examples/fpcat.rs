@@ -83,6 +83,9 @@ struct SendArgs {
     /// After a signal, how long sending what was read and waiting for its acknowledgement may take.
     #[arg(long, default_value = "10s", value_parser = parse_interval, value_name = "SECS")]
     shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    tls: support::tls::ClientTls,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +104,9 @@ struct ListenArgs {
     /// Byte budget of each connection's queue.
     #[arg(long, default_value = "512KiB", value_parser = parse_size, value_name = "BYTES")]
     budget: usize,
+
+    #[command(flatten)]
+    tls: support::tls::ServerTls,
 }
 
 fn main() -> ExitCode {

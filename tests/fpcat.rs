@@ -7,6 +7,8 @@ mod chaos;
 #[path = "../examples/support/lines.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod lines;
+#[path = "tls_support/mod.rs"]
+mod tls_support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -49,8 +51,14 @@ struct Listener {
 
 /// Starts `fpcat listen` on a free port: the listener and its address.
 async fn listen() -> (Listener, String) {
+    listen_with(&[]).await
+}
+
+/// Starts `fpcat listen` on a free port with `args` too.
+async fn listen_with(args: &[&str]) -> (Listener, String) {
     let mut child = Command::new(fpcat())
         .args(["listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -61,6 +69,7 @@ async fn listen() -> (Listener, String) {
     let addr = first
         .strip_prefix("fpcat: listening on ")
         .expect(&first)
+        .trim_end_matches(" (TLS)")
         .to_string();
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     let mut stdout = child.stdout.take().unwrap();
@@ -199,4 +208,33 @@ async fn lines_become_frames_and_bad_ones_stop_or_are_skipped() {
     );
     let long = format!("\"{}\"\n4\n", "x".repeat(100));
     assert_eq!(frames(&long, 1, true).await, (vec!["4".into()], 1));
+}
+
+/// `fpcat send` and `fpcat listen` over TLS (SPEC §12), in a session and plain: the lines arrive, and
+/// a sender without TLS is refused with `tls_required`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_over_tls_and_a_sender_without_tls_refused() {
+    let pki = tls_support::Pki::new("fpcat");
+    let p = |name: &str| pki.path(name).display().to_string();
+    let (cert, key, ca) = (p("consumer.pem"), p("consumer.key"), p("ca.pem"));
+    let (listener, addr) = listen_with(&["--tls-cert", &cert, "--tls-key", &key]).await;
+    let (code, err) = send(
+        &addr,
+        &["--tls-ca", &ca],
+        b"{\"n\":1}\n{\"n\":2}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = send(
+        &addr,
+        &["--plain", "--tls-ca", &ca],
+        b"{\"n\":3}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = send(&addr, &[], b"{\"n\":4}\n".to_vec()).await;
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("tls_required"), "{err}");
+    let out = stop(listener).await;
+    assert_eq!(out, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use framepipe::consumer::{Consumer, Delivery, OnHandlerError, Shutdown, Validate};
+use framepipe::consumer::{Consumer, Delivery, Listener, OnHandlerError, Shutdown, Validate};
 use tokio::io::{AsyncWriteExt, BufWriter, Stdout};
 use tokio::sync::Mutex;
 
@@ -32,23 +32,46 @@ pub(crate) async fn run(args: ListenArgs) -> ExitCode {
         eprintln!("fpcat: error: --max-frame-length must be below 4 GiB");
         return ExitCode::from(2);
     };
-    let consumer = match Consumer::builder()
-        .max_frame_length(max_frame_length)
-        .budget(args.budget)
-        .max_connections(args.connections)
-        .on_handler_error(OnHandlerError::Close)
-        .bind(&args.addr)
-        .await
-    {
-        Ok(c) => c,
+    let tls = match args.tls.server() {
+        Ok(tls) => tls,
         Err(e) => {
             eprintln!("fpcat: error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Ok(addr) = consumer.local_addr() {
-        eprintln!("fpcat: listening on {addr}");
+    let settings = Consumer::builder()
+        .max_frame_length(max_frame_length)
+        .budget(args.budget)
+        .max_connections(args.connections)
+        .on_handler_error(OnHandlerError::Close);
+    let bound = match tls {
+        None => settings.bind(&args.addr).await.map(|c| {
+            let addr = c.local_addr();
+            (Box::pin(serve(c, signals)) as Serving, addr, "")
+        }),
+        Some(tls) => settings.bind_tls(&args.addr, tls).await.map(|c| {
+            let addr = c.local_addr();
+            (Box::pin(serve(c, signals)) as Serving, addr, " (TLS)")
+        }),
+    };
+    match bound {
+        Ok((serving, addr, tls)) => {
+            if let Ok(addr) = addr {
+                eprintln!("fpcat: listening on {addr}{tls}");
+            }
+            serving.await
+        }
+        Err(e) => {
+            eprintln!("fpcat: error: {e}");
+            ExitCode::from(2)
+        }
     }
+}
+
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ExitCode> + Send>>;
+
+/// Writes every frame `consumer` receives as a line on stdout until it stops; the exit status.
+async fn serve<L: Listener>(consumer: Consumer<L>, signals: Signals) -> ExitCode {
     let out: Out = Arc::new(Mutex::new(BufWriter::with_capacity(
         64 * 1024,
         tokio::io::stdout(),

@@ -78,10 +78,13 @@ async fn session(
     frames: impl futures::Stream<Item = bytes::Bytes>,
     signals: &mut Signals,
 ) -> (Outcome, u64) {
-    let session = Producer::builder()
-        .budget(args.budget)
-        .session(args.addr.clone())
-        .reconnect_timeout(args.reconnect_timeout);
+    let settings = Producer::builder().budget(args.budget);
+    let session = match args.tls.client() {
+        Ok(None) => settings.session(args.addr.clone()),
+        Ok(Some(tls)) => settings.session_tls(args.addr.clone(), tls),
+        Err(e) => return (not_sent(e), 0),
+    };
+    let session = session.reconnect_timeout(args.reconnect_timeout);
     let stats = session.stats();
     let send = |s: Session, src| s.send_raw(src);
     let end = send_session(
@@ -147,23 +150,39 @@ async fn plain(
     frames: impl futures::Stream<Item = bytes::Bytes>,
     signals: &mut Signals,
 ) -> (Outcome, u64) {
-    let conn = match Producer::builder()
-        .budget(args.budget)
-        .connect(&args.addr)
-        .await
-    {
-        Ok(conn) => conn,
-        Err(e) => {
-            return (
-                Outcome {
-                    frames: 0,
-                    error: Some(e.to_string()),
-                    code: 2,
-                },
-                0,
-            )
-        }
-    };
+    let settings = Producer::builder().budget(args.budget);
+    match args.tls.client() {
+        Ok(None) => match settings.connect(&args.addr).await {
+            Ok(conn) => send_plain(args, frames, signals, conn).await,
+            Err(e) => (not_sent(e.to_string()), 0),
+        },
+        Ok(Some(tls)) => match settings.connect_tls(&args.addr, tls).await {
+            Ok(conn) => send_plain(args, frames, signals, conn).await,
+            Err(e) => (not_sent(e.to_string()), 0),
+        },
+        Err(e) => (not_sent(e), 0),
+    }
+}
+
+/// Nothing was sent: the connection could not be made, or the TLS settings could not be used.
+fn not_sent(error: String) -> Outcome {
+    Outcome {
+        frames: 0,
+        error: Some(error),
+        code: 2,
+    }
+}
+
+/// `--plain` once connected.
+async fn send_plain<T>(
+    args: &SendArgs,
+    frames: impl futures::Stream<Item = bytes::Bytes>,
+    signals: &mut Signals,
+    conn: framepipe::producer::Connection<T>,
+) -> (Outcome, u64)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let stats = conn.stats();
     let sender = conn.raw_sender();
     let waited = std::sync::atomic::AtomicU64::new(0);
