@@ -9,6 +9,8 @@
 mod chaos;
 #[path = "demo/report.rs"]
 mod report;
+#[path = "demo/serving.rs"]
+mod serving;
 mod support;
 
 use std::process::ExitCode;
@@ -17,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use framepipe::consumer::{Consumer, Json, Report, Shutdown, SlowDown};
+use framepipe::consumer::{Consumer, Report, Shutdown, SlowDown};
 use framepipe::producer::{generator, Error, Producer};
 use framepipe::reference::Record;
 use report::{queue_blocked_ms, report};
+use serving::{serve_consumer, DemoTls, Serving};
 use support::plot::{Reading, Recording};
 use support::{
     close, feed, mib, parse_interval, parse_size, send_session, stage_list, thousands,
@@ -107,6 +110,9 @@ struct Args {
     /// with the consumer's backlog. A watchdog stops the process (exit 4) if RSS passes 1 GiB.
     #[arg(long)]
     unbounded: bool,
+
+    #[command(flatten)]
+    tls: DemoTls,
 }
 
 /// `--unbounded`: the budgets and memory limit, never reached.
@@ -172,20 +178,47 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     if args.unbounded {
         builder = builder.memory_limit(UNBOUNDED);
     }
-    let consumer = match builder
-        .slow_down(slow)
-        .max_connections(args.plain.then_some(1))
-        .shutdown_timeout(args.shutdown_timeout)
-        .bind("127.0.0.1:0")
-        .await
-    {
-        Ok(c) => c,
+    let tls = match args.tls.settings() {
+        Ok(tls) => tls,
         Err(e) => {
             eprintln!("demo: error: {e}");
             return ExitCode::from(2);
         }
     };
-    let upstream = consumer.local_addr().expect("bound");
+    let builder = builder
+        .slow_down(slow)
+        .max_connections(args.plain.then_some(1))
+        .shutdown_timeout(args.shutdown_timeout);
+    let records = Arc::new(AtomicU64::new(0));
+    let (serving, tls_client) = match tls {
+        None => (
+            builder
+                .bind("127.0.0.1:0")
+                .await
+                .map(|c| serve_consumer(c, records.clone())),
+            None,
+        ),
+        Some((server, client)) => (
+            builder
+                .bind_tls("127.0.0.1:0", server)
+                .await
+                .map(|c| serve_consumer(c, records.clone())),
+            Some(client),
+        ),
+    };
+    let Serving {
+        addr: upstream,
+        health,
+        stats: consumer_stats,
+        shutdown,
+        server,
+    } = match serving {
+        Ok(serving) => serving,
+        Err(e) => {
+            eprintln!("demo: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (addr, tally) = match args.reset_every {
         Some(bytes) => {
             let faults = chaos::Faults {
@@ -202,18 +235,8 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
         None => (upstream, None),
     };
     if let Some(endpoint) = &endpoint {
-        endpoint.set_health(consumer.health());
+        endpoint.set_health(health);
     }
-    let consumer_stats = consumer.stats();
-    let shutdown = consumer.shutdown_handle();
-    let records = Arc::new(AtomicU64::new(0));
-    let server = tokio::spawn({
-        let records = records.clone();
-        consumer.serve(Json::<Vec<Record>>::new(), move |d| {
-            records.fetch_add(d.item.len() as u64, Relaxed);
-            std::future::ready(())
-        })
-    });
 
     tracing::info!(
         "demo: {} frames of {} records to {addr}{}; {}; consumer delay {} ms, stall {} ms every {} \
@@ -239,14 +262,24 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
     let rss_samples = RssSamples::default();
     let source = generator::reference_frames(args.frames, args.records_per_frame);
     let (sent, producer_stats, plot) = if args.plain {
-        let conn = match Producer::builder().budget(budget).connect(addr).await {
-            Ok(c) => c,
+        let settings = Producer::builder().budget(budget);
+        let connected = match tls_client {
+            None => settings.connect(addr).await.map(|c| {
+                let stats = c.stats();
+                (c.sender::<Arc<Vec<Record>>>(), stats)
+            }),
+            Some(tls) => settings.connect_tls(&addr.to_string(), tls).await.map(|c| {
+                let stats = c.stats();
+                (c.sender::<Arc<Vec<Record>>>(), stats)
+            }),
+        };
+        let (sender, stats) = match connected {
+            Ok(connected) => connected,
             Err(e) => {
                 eprintln!("demo: error: {e}");
                 return ExitCode::from(2);
             }
         };
-        let stats = conn.stats();
         let reporter = spawn_reporter(
             &args,
             &stats,
@@ -256,14 +289,16 @@ async fn run(args: Args, bar: Option<indicatif::ProgressBar>) -> ExitCode {
             &waited_ms,
         );
         let plot = start_plot(&args, &stats, &consumer_stats);
-        let sent = send_plain(&args, conn, source, &mut signals, &waited_ms).await;
+        let sent = send_plain(&args, sender, source, &mut signals, &waited_ms).await;
         reporter.abort();
         (sent, stats, plot)
     } else {
-        let session = Producer::builder()
-            .budget(budget)
-            .session(addr.to_string())
-            .reconnect_timeout(args.reconnect_timeout);
+        let settings = Producer::builder().budget(budget);
+        let session = match tls_client {
+            None => settings.session(addr.to_string()),
+            Some(tls) => settings.session_tls(addr.to_string(), tls),
+        };
+        let session = session.reconnect_timeout(args.reconnect_timeout);
         let stats = session.stats();
         let reporter = spawn_reporter(
             &args,
@@ -398,12 +433,11 @@ fn spawn_reporter(
 /// The plain producer: the source through a `Sender` until it ends or a signal comes, then close.
 async fn send_plain(
     args: &Args,
-    conn: framepipe::producer::Connection<framepipe::flow::Shared<tokio::net::TcpStream>>,
+    sender: framepipe::producer::Sender<Arc<Vec<Record>>>,
     source: impl futures::Stream<Item = Arc<Vec<Record>>>,
     signals: &mut Signals,
     waited_ms: &AtomicU64,
 ) -> Sent {
-    let sender = conn.sender::<Arc<Vec<Record>>>();
     let interrupted = tokio::select! {
         () = feed(&sender, source, None, waited_ms) => false,
         name = signals.recv() => {
